@@ -1,0 +1,59 @@
+"""File output helpers: atomic writes (a crash never leaves a half-written file) and JSON conversion."""
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = ["atomic_write", "read_json", "to_jsonable", "write_json"]
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Numpy scalars/arrays -> JSON numbers/lists, containers recursively, anything else unknown -> ``str``."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return str(obj)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
+    """Atomically write ``obj`` as JSON (NaN is written as ``NaN``, which Python's json reads back)."""
+    atomic_write(path, lambda f: json.dump(to_jsonable(obj), f, indent=indent))
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
