@@ -1,0 +1,1 @@
+"""Spec files, their pydantic schema (``schema``) and the load/validate/tick pipeline (``loader``)."""

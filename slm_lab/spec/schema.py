@@ -1,0 +1,343 @@
+"""Pydantic models of the spec sections. Field names are exactly the spec keys; defaults live here only.
+
+This module imports only pydantic (no torch, no gymnasium), so the CLI and spec checks stay light.
+
+Components read their section through its model, e.g. ``PPOSpec.model_validate(spec["agent"]["algorithm"])``;
+``slm_lab.spec.loader.get_spec_models`` does this for a whole spec. The spec itself stays a plain dict.
+
+Name -> model tables, one per class family: ``ALGORITHM_SPECS``, ``MEMORY_SPECS``, ``NET_SPECS``. To add a class,
+write its model (subclassing the family base) and add one row to the table; the loader picks it up for validation,
+unknown-key warnings and int casting.
+
+Unknown keys are ignored by the models (``extra="ignore"``); the loader warns about each one. ``EnvSpec`` and the
+``{name, **kwargs}`` component specs (``loss_spec``, ``optim_spec``, ``lr_scheduler_spec``) keep their extra keys,
+which are keyword arguments for gymnasium or torch.
+"""
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "AGENT_KEYS",
+    "ALGORITHM_KEY_ALIASES",
+    "ALGORITHM_SPECS",
+    "MEMORY_SPECS",
+    "NET_SPECS",
+    "ROUTING_EXEMPT_KEYS",
+    "TOP_LEVEL_KEYS",
+    "ActorCriticBaseSpec",
+    "ActorCriticSpec",
+    "AgentSpec",
+    "AlgorithmSpec",
+    "ComponentSpec",
+    "EnvSpec",
+    "LabSpec",
+    "MLPNetSpec",
+    "MemorySpec",
+    "MetaSpec",
+    "NetSpec",
+    "OnPolicyBatchReplaySpec",
+    "PPOSpec",
+    "SpecModel",
+    "VarSchedulerSpec",
+    "route_net_spec",
+    "route_net_spec_with_origins",
+    "unrouted_key",
+]
+
+TOP_LEVEL_KEYS = ("agent", "env", "meta", "search", "name")
+AGENT_KEYS = ("name", "algorithm", "memory", "net", "critic_net")
+ROUTING_EXEMPT_KEYS = ("actor_init_std", "critic_init_std")
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: unknown keys are dropped here (the loader warns about them)."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+class ComponentSpec(SpecModel):
+    """A ``{name, **kwargs}`` spec for a torch class: the extra keys are its keyword arguments."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Every key except ``name``, to pass to the class."""
+        return dict(self.model_extra or {})
+
+
+class VarSchedulerSpec(SpecModel):
+    """A variable schedule over env frames (§6.4). An absent ``end_val`` means ``start_val`` (D2)."""
+
+    name: Literal["no_decay", "linear_decay", "rate_decay", "periodic_decay"]
+    start_val: float
+    end_val: float | None = None
+    start_step: int = 0
+    end_step: int = 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# agent.algorithm
+
+
+class AlgorithmSpec(SpecModel):
+    """Keys every algorithm reads. Class variables describe cross-section rules the loader enforces."""
+
+    ROUTES_NET_KEYS: ClassVar[bool] = False
+    """True: ``actor_*``/``critic_*`` net keys go to that net only, prefix removed (§2.5)."""
+    MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = None
+    """Memory classes this algorithm works with; None means any."""
+    REQUIRED_NET_KEYS: ClassVar[tuple[str, ...]] = ()
+    """Net keys that are optional in general but required by this algorithm."""
+
+    name: str
+    action_pdtype: str | None = "default"
+    action_policy: Literal["default", "random", "epsilon_greedy", "boltzmann"] = "default"
+    explore_var_spec: VarSchedulerSpec | None = None
+    gamma: float
+    training_frequency: int | None = None
+
+
+class ActorCriticBaseSpec(AlgorithmSpec):
+    """Keys shared by the actor-critic family (ActorCritic, PPO, SIL, PPOSIL)."""
+
+    ROUTES_NET_KEYS: ClassVar[bool] = True
+    REQUIRED_NET_KEYS: ClassVar[tuple[str, ...]] = ("shared", "use_same_optim")
+
+    lam: float | None = None
+    num_step_returns: int | None = None
+    entropy_coef_spec: VarSchedulerSpec | None = None  # None -> coefficient 0 (D8)
+    policy_loss_coef: float = 1.0
+    val_loss_coef: float = 1.0
+    normalize_v_targets: bool = False
+
+
+class ActorCriticSpec(ActorCriticBaseSpec):
+    """A2C: GAE when ``lam`` is set, else n-step returns. ``lam`` must be given (null allowed)."""
+
+    lam: float | None
+
+    @model_validator(mode="after")
+    def _check_returns(self) -> "ActorCriticSpec":
+        if self.lam is None and self.num_step_returns is None:
+            raise ValueError("num_step_returns is required when lam is null")
+        return self
+
+
+class PPOSpec(ActorCriticBaseSpec):
+    """PPO with the clipped surrogate objective and GAE."""
+
+    MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("OnPolicyBatchReplay",)
+
+    lam: float
+    clip_eps_spec: VarSchedulerSpec
+    time_horizon: int
+    minibatch_size: int = 4
+    training_epoch: int
+    clip_vloss: bool = False
+    symlog: bool = False
+    normalize_advantages: Literal["standardize", "percentile"] = "standardize"
+
+
+ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {"PPO": PPOSpec}
+
+# Renamed algorithm keys (D9): alias -> canonical. Both given with different values is an error.
+ALGORITHM_KEY_ALIASES: dict[str, str] = {"clip_val_loss": "clip_vloss", "symlog_transform": "symlog"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# agent.memory
+
+
+class MemorySpec(SpecModel):
+    """Keys every memory reads."""
+
+    name: str
+
+
+class OnPolicyBatchReplaySpec(MemorySpec):
+    """Flat per-vector-step on-policy storage; no keys of its own."""
+
+
+MEMORY_SPECS: dict[str, type[MemorySpec]] = {"OnPolicyBatchReplay": OnPolicyBatchReplaySpec}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# agent.net
+
+
+class NetSpec(SpecModel):
+    """Keys common to every net class (§2.5)."""
+
+    type: str
+    out_layer_activation: str | list[str | None] | None = None
+    init_fn: str | None = None
+    clip_grad_val: float | None = None
+    loss_spec: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="MSELoss"))
+    optim_spec: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="Adam"))
+    lr_scheduler_spec: ComponentSpec | None = None
+    update_type: Literal["replace", "polyak"] = "replace"
+    update_frequency: int = 1
+    polyak_coef: float = 0.0
+    gpu: bool | Literal["auto"] | None = "auto"
+    log_std_init: float | None = None
+    actor_init_std: float | None = None
+    critic_init_std: float | None = None
+    shared: bool | None = None
+    use_same_optim: bool | None = None
+
+
+class MLPNetSpec(NetSpec):
+    """A multi-layer perceptron body."""
+
+    hid_layers: list[int]
+    hid_layers_activation: str
+    layer_norm: bool = False
+    batch_norm: bool = False
+
+
+NET_SPECS: dict[str, type[NetSpec]] = {"MLPNet": MLPNetSpec}
+
+
+def route_net_spec(net_spec: dict[str, Any], role: Literal["actor", "critic"]) -> dict[str, Any]:
+    """The net spec one network of the actor-critic family sees (§2.5).
+
+    A key containing ``actor_`` (``critic_``) goes only to the actor (critic), with that prefix removed, and wins
+    over the plain key: ``actor_optim_spec`` becomes the actor's ``optim_spec``. ``actor_init_std`` and
+    ``critic_init_std`` are exempt and stay as they are in both (D3). With ``use_same_optim: true`` the critic
+    gets the actor's routed spec.
+
+    >>> route_net_spec({"optim_spec": {"name": "Adam"}, "critic_optim_spec": {"name": "SGD"}}, "critic")
+    {'optim_spec': {'name': 'SGD'}}
+    """
+    return route_net_spec_with_origins(net_spec, role)[0]
+
+
+def route_net_spec_with_origins(net_spec: dict[str, Any], role: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """``route_net_spec`` plus a map from each routed key to the spec key it came from."""
+    if role not in ("actor", "critic"):
+        raise ValueError(f"role must be 'actor' or 'critic', got {role!r}")
+    if role == "critic" and net_spec.get("use_same_optim") is True:
+        return route_net_spec_with_origins(net_spec, "actor")
+    plain: dict[str, Any] = {}
+    routed: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, value in net_spec.items():
+        own, other = f"{role}_", "critic_" if role == "actor" else "actor_"
+        if key in ROUTING_EXEMPT_KEYS:
+            plain[key] = value
+        elif own in key:
+            routed[key.replace(own, "", 1)] = value
+            origin[key.replace(own, "", 1)] = key
+        elif other not in key:
+            plain[key] = value
+    out = {**plain, **routed}
+    return out, {k: origin.get(k, k) for k in out}
+
+
+def unrouted_key(key: str) -> str:
+    """The key a routed net sees for ``key`` (``actor_optim_spec`` -> ``optim_spec``)."""
+    if key in ROUTING_EXEMPT_KEYS:
+        return key
+    for prefix in ("actor_", "critic_"):
+        if prefix in key:
+            return key.replace(prefix, "", 1)
+    return key
+
+
+# --------------------------------------------------------------------------------------------------------------
+# env, meta, agent, top level
+
+
+class EnvSpec(SpecModel):
+    """Keys the lab reads itself (§2.6). Every other key is a keyword argument for ``gym.make``/``gym.make_vec``."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+    num_envs: int = 1
+    max_frame: int
+    max_t: int | None = None
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    clip_obs: float | None = None
+    clip_reward: float | tuple[float, float] | None = None
+    reward_scale: float = 1.0
+    device: str | None = None
+
+    @model_validator(mode="after")
+    def _clip_defaults(self) -> "EnvSpec":
+        # an absent clip defaults to 10 when the matching normaliser is on; an explicit null stays null
+        if self.normalize_obs and "clip_obs" not in self.model_fields_set:
+            self.clip_obs = 10.0
+        if self.normalize_reward and "clip_reward" not in self.model_fields_set:
+            self.clip_reward = 10.0
+        return self
+
+    @property
+    def gym_kwargs(self) -> dict[str, Any]:
+        """The keys that are not lab keys: keyword arguments for gymnasium."""
+        return dict(self.model_extra or {})
+
+
+class MetaSpec(SpecModel):
+    """User keys of ``meta`` (§2.7) plus the runtime keys the loader adds and ``tick`` updates."""
+
+    distributed: Literal[False, "synced", "shared"] = False
+    log_frequency: int = 10000
+    eval_frequency: int = 10000
+    rigorous_eval: int = 0
+    max_session: int
+    max_trial: int | None = None
+    search_resources: dict[str, float] = Field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    search_scheduler: dict[str, Any] | None = None
+    random_seed: int | None = None
+    num_gpus: Any = None  # accepted and ignored (D9)
+    # runtime keys
+    experiment: int = -1
+    trial: int = -1
+    session: int = -1
+    cuda_offset: int = 0
+    resume: bool = False
+    experiment_ts: str | None = None
+    git_sha: str | None = None
+    predir: str | None = None
+    prepath: str | None = None
+    info_prepath: str | None = None
+    graph_prepath: str | None = None
+    log_prepath: str | None = None
+    model_prepath: str | None = None
+
+    @field_validator("distributed", mode="before")
+    @classmethod
+    def _check_distributed(cls, value: Any) -> Any:
+        # a missing or null key means off (D4); 0 is falsy in the reference, so it is off too
+        if value is None or (value is False or (type(value) is int and value == 0)):
+            return False
+        if value in ("synced", "shared"):
+            return value
+        raise ValueError(f"expected false, 'synced' or 'shared', got {value!r}")
+
+
+class AgentSpec(SpecModel):
+    """The ``agent`` section: a label plus one dict per component (validated by their own models)."""
+
+    name: str
+    algorithm: dict[str, Any]
+    memory: dict[str, Any]
+    net: dict[str, Any]
+    critic_net: dict[str, Any] | None = None
+
+
+class LabSpec(SpecModel):
+    """The top level of one spec (v5 flat format: ``agent`` and ``env`` are dicts, not lists)."""
+
+    agent: dict[str, Any]
+    env: dict[str, Any]
+    meta: dict[str, Any]
+    name: str
+    search: dict[str, Any] | None = None
