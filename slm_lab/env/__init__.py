@@ -1,0 +1,423 @@
+"""The lab's environment: every gymnasium env, single or vector, behind one batched interface (contract §6.5).
+
+``make_env(spec)`` builds a ``LabEnv``. Everything it returns has a leading ``num_envs`` axis, so agents and
+memories never branch on single vs vector envs.
+
+Autoreset is same-step (→D6): ``LabEnv.step`` returns both the true next state of each copy (``next_state``, the
+final observation where an episode ended) and the observation to act on next (``obs``, the reset observation
+there). A transition from a final observation to a reset observation is never produced. Single envs are reset by
+``LabEnv`` itself in the same way, so the session never calls ``reset`` after the first one.
+
+Per step, in order: the env steps; raw episode returns are accumulated per copy (completed ones go in a deque of
+100, which ``total_reward`` reads); then the lab transforms run, batched: ``reward_scale`` (→D9) ->
+``normalize_obs`` -> ``clip_obs`` -> ``normalize_reward`` (γ = the algorithm's ``gamma``) -> ``clip_reward``. With
+none configured, the step does no extra work.
+
+Vector envs use ``sync`` vectorisation for classic_control and box2d, otherwise ``sync`` below 8 copies and
+``async`` from 8; an ``env.vectorization_mode`` key (``sync``/``async``) overrides the choice.
+
+Example spec section::
+
+    "env": {"name": "CartPole-v1", "num_envs": 4, "max_frame": 200000, "normalize_obs": true}
+"""
+
+import math
+import re
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+from slm_lab.env.clock import Clock
+from slm_lab.env.wrappers import ObsNormalizer, RewardNormalizer, parse_clip_reward
+from slm_lab.errors import SpecError
+
+__all__ = ["Clock", "LabEnv", "Step", "make_env"]
+
+# env keys the lab reads itself; every other key is passed to gym.make / gym.make_vec
+LAB_KEYS = frozenset(
+    {
+        "name",
+        "num_envs",
+        "max_frame",
+        "max_t",
+        "normalize_obs",
+        "normalize_reward",
+        "clip_obs",
+        "clip_reward",
+        "reward_scale",
+        "device",
+        "vectorization_mode",
+    }
+)
+RETURN_WINDOW = 100  # completed episode returns kept for total_reward
+DEFAULT_CLIP = 10.0  # clip_obs / clip_reward default when normalising
+ASYNC_MIN_ENVS = 8  # other families use async vectorisation from this many copies
+
+
+class Step(NamedTuple):
+    """One batched env step. Treat the arrays as read-only: ``next_state`` is ``obs`` itself when no copy ended."""
+
+    obs: np.ndarray  # (N, *obs_shape): observation to act on next (the reset obs where an episode ended)
+    next_state: np.ndarray  # (N, *obs_shape): the true next state (the final obs where an episode ended)
+    reward: np.ndarray  # (N,) float32, after reward_scale / normalize_reward / clip_reward
+    terminated: np.ndarray  # (N,) bool
+    truncated: np.ndarray  # (N,) bool
+
+
+def _entry_point_str(gym_spec: gym.envs.registration.EnvSpec) -> str:
+    ep = gym_spec.entry_point
+    return ep if isinstance(ep, str) else f"{getattr(ep, '__module__', '')}:{getattr(ep, '__qualname__', '')}"
+
+
+def _find_gym_spec(name: str) -> gym.envs.registration.EnvSpec:
+    """The registered gymnasium spec of ``name``; a SpecError naming ``env.name`` if there is none."""
+    if name.startswith("playground/"):
+        raise SpecError(f"env.name {name!r}: MuJoCo Playground envs are not supported in this installation")
+    if name.startswith("ALE/"):
+        try:
+            import ale_py  # optional dependency: registers the ALE/ ids
+
+            gym.register_envs(ale_py)
+        except ImportError:
+            raise SpecError(f"env.name {name!r}: Atari envs need the optional package 'ale-py'") from None
+    try:
+        return gym.spec(name)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        raise SpecError(f"env.name {name!r}: not a registered gymnasium env ({e})") from None
+
+
+def _vectorization_mode(gym_spec: gym.envs.registration.EnvSpec, num_envs: int) -> str:
+    """classic_control and box2d step in microseconds, so subprocesses would cost more than they save."""
+    entry = _entry_point_str(gym_spec)
+    if "classic_control" in entry or "box2d" in entry:
+        return "sync"
+    return "sync" if num_envs < ASYNC_MIN_ENVS else "async"
+
+
+def _wrap_make_error(name: str, kwargs: dict, e: Exception) -> SpecError:
+    """Turn gymnasium's construction errors into a SpecError naming the offending key where the message tells it."""
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+    if match and match.group(1) in kwargs:
+        key = match.group(1)
+        return SpecError(f"env.{key}: not accepted by {name!r} ({type(e).__name__}: {e})")
+    return SpecError(f"env: failed to make {name!r} with {kwargs}: {type(e).__name__}: {e}")
+
+
+def _space_dim(space: spaces.Space) -> int | tuple[int, ...] | list[int]:
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, spaces.MultiDiscrete):
+        return space.nvec.tolist()
+    if isinstance(space, spaces.MultiBinary):
+        return int(space.n) if isinstance(space.n, int | np.integer) else list(space.n)
+    if isinstance(space, spaces.Box):
+        return int(space.shape[0]) if len(space.shape) == 1 else tuple(space.shape)
+    raise SpecError(f"env: unsupported space {space}")
+
+
+class LabEnv:
+    """A gymnasium env (``num_envs == 1``) or vector env presented with batched arrays and same-step autoreset.
+
+    Attributes: ``name``, ``num_envs``, ``is_venv``, ``max_frame``, ``max_t`` (the effective episode step limit,
+    None if unlimited), ``log_frequency``, ``eval_frequency``, single-copy ``observation_space`` and
+    ``action_space``, ``state_dim``, ``action_dim``, ``is_discrete`` (Discrete, MultiDiscrete or MultiBinary
+    actions), ``is_multi`` (MultiDiscrete or MultiBinary actions), ``clock``, ``returns`` (the last ≤100 completed
+    raw episode returns, oldest first).
+
+    Continuous actions: the agent acts in [−1, 1]. When the env's Box bounds are finite and not already [−1, 1],
+    ``action_space`` is reported as a [−1, 1] Box of the same shape, and ``step`` maps each action linearly to
+    [low, high] (low + (a + 1)·(high − low)/2) and clips it to the bounds, so values outside [−1, 1] saturate.
+    Otherwise actions are only clipped to the env's bounds.
+    """
+
+    def __init__(self, spec: dict) -> None:
+        env_spec = spec["env"]
+        meta = spec.get("meta") or {}
+        gamma = (spec.get("agent") or {}).get("algorithm", {}).get("gamma", 0.99)
+        for key in ("name", "max_frame"):
+            if env_spec.get(key) is None:
+                raise SpecError(f"env.{key}: required")
+        self.name: str = env_spec["name"]
+        self.num_envs = int(env_spec.get("num_envs") or 1)
+        if self.num_envs < 1:
+            raise SpecError(f"env.num_envs: must be at least 1, got {self.num_envs}")
+        self.is_venv = self.num_envs > 1
+        self.max_frame = int(env_spec["max_frame"])
+        self.log_frequency = int(meta.get("log_frequency") or 10000)
+        self.eval_frequency = int(meta.get("eval_frequency") or 10000)
+
+        gym_spec = _find_gym_spec(self.name)
+        self.is_atari = "ale_py" in _entry_point_str(gym_spec)
+        kwargs = {k: v for k, v in env_spec.items() if k not in LAB_KEYS}
+        self.max_t = self._apply_time_limit(env_spec.get("max_t"), gym_spec, kwargs)
+        # True for a sync vector env, which returns its internal obs buffer (set by _make_gym_env)
+        self._sync_buffer = False
+        self._env = self._make_gym_env(env_spec, gym_spec, kwargs)
+        if self.is_venv:
+            self.observation_space = self._env.single_observation_space
+            native_action_space = self._env.single_action_space
+        else:
+            self.observation_space = self._env.observation_space
+            native_action_space = self._env.action_space
+        self.action_space = self._setup_actions(native_action_space)
+        self.state_dim = _space_dim(self.observation_space)
+        self.action_dim = _space_dim(self.action_space)
+        self.is_discrete = isinstance(
+            self.action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary
+        )
+        self.is_multi = isinstance(self.action_space, spaces.MultiDiscrete | spaces.MultiBinary)
+
+        self.clock = Clock(self.max_frame, self.num_envs, self.is_venv)
+        self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
+        self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)  # raw, per copy, current episode
+        self._setup_transforms(env_spec, gamma)
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def _apply_time_limit(max_t: Any, gym_spec: gym.envs.registration.EnvSpec, kwargs: dict) -> int | None:
+        """→D9: ``max_t`` becomes the episode step limit only when below the env's own; returns the limit in force."""
+        own = kwargs.get("max_episode_steps", gym_spec.max_episode_steps)
+        own = own if own is not None and own > 0 else None
+        if max_t is not None and (own is None or int(max_t) < own):
+            kwargs["max_episode_steps"] = int(max_t)
+            return int(max_t)
+        return own
+
+    def _make_gym_env(self, env_spec: dict, gym_spec: gym.envs.registration.EnvSpec, kwargs: dict) -> Any:
+        try:
+            if not self.is_venv:
+                return gym.make(self.name, **kwargs)
+            mode = env_spec.get("vectorization_mode") or _vectorization_mode(gym_spec, self.num_envs)
+            if mode not in ("sync", "async"):
+                raise SpecError(f"env.vectorization_mode: expected 'sync' or 'async', got {mode!r}")
+            vector_kwargs: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+            if mode == "sync":
+                vector_kwargs["copy"] = False  # the step copies only what it returns
+            self._sync_buffer = mode == "sync"
+            return gym.make_vec(
+                self.name,
+                num_envs=self.num_envs,
+                vectorization_mode=mode,
+                vector_kwargs=vector_kwargs,
+                **kwargs,
+            )
+        except gym.error.Error as e:
+            raise _wrap_make_error(self.name, kwargs, e) from e
+        except (TypeError, ValueError) as e:
+            if not kwargs:
+                raise
+            raise _wrap_make_error(self.name, kwargs, e) from e
+
+    def _setup_actions(self, space: spaces.Space) -> spaces.Space:
+        """Build ``self._to_native`` (batched agent action -> the env's native action) and return the action space
+        the agent sees."""
+        n = self.num_envs
+        batch_shape = (n, *space.shape) if self.is_venv else space.shape
+        if isinstance(space, spaces.Discrete):
+            start = int(space.start)
+            if self.is_venv:
+                self._to_native: Callable[[np.ndarray], Any] = (
+                    (lambda a: np.asarray(a).reshape(n).astype(np.int64, copy=False))
+                    if start == 0
+                    else (lambda a: np.asarray(a).reshape(n).astype(np.int64) + start)
+                )
+            else:
+                self._to_native = lambda a: int(np.asarray(a).item()) + start
+            return space
+        if isinstance(space, spaces.MultiDiscrete | spaces.MultiBinary):
+            dtype = space.dtype
+            self._to_native = lambda a: np.asarray(a).reshape(batch_shape).astype(dtype, copy=False)
+            return space
+        if not isinstance(space, spaces.Box):
+            raise SpecError(f"env.name {self.name!r}: unsupported action space {space}")
+        low, high, dtype = space.low.astype(np.float64), space.high.astype(np.float64), space.dtype
+        finite = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
+        if finite and not (np.all(low == -1.0) and np.all(high == 1.0)):
+            half = (high - low) / 2.0
+
+            def rescale(a: np.ndarray) -> np.ndarray:
+                a = np.asarray(a).reshape(batch_shape)
+                return np.clip(low + (a + 1.0) * half, low, high).astype(dtype)
+
+            self._to_native = rescale
+            agent_space = spaces.Box(-1.0, 1.0, shape=space.shape, dtype=dtype)
+            return agent_space
+        if np.any(np.isfinite(low)) or np.any(np.isfinite(high)):
+            self._to_native = lambda a: np.clip(np.asarray(a).reshape(batch_shape), low, high).astype(dtype)
+        else:
+            self._to_native = lambda a: np.asarray(a).reshape(batch_shape).astype(dtype, copy=False)
+        return space
+
+    def _setup_transforms(self, env_spec: dict, gamma: float) -> None:
+        reward_scale = env_spec.get("reward_scale")
+        self.reward_scale = 1.0 if reward_scale is None else float(reward_scale)
+        normalize_obs = bool(env_spec.get("normalize_obs"))
+        normalize_reward = bool(env_spec.get("normalize_reward"))
+        clip_obs = env_spec.get("clip_obs")
+        if clip_obs is None and normalize_obs:
+            clip_obs = DEFAULT_CLIP
+        clip_reward = env_spec.get("clip_reward")
+        if clip_reward is None and normalize_reward:
+            clip_reward = DEFAULT_CLIP
+        if clip_reward is None and self.is_atari:
+            clip_reward = [-1.0, 1.0]  # →D21: every Atari path clips unless clip_reward overrides it
+        self._clip_obs = None if clip_obs is None else abs(float(clip_obs))
+        self._clip_reward = parse_clip_reward(clip_reward)
+        obs_shape = self.observation_space.shape or ()
+        self._obs_norm = ObsNormalizer(obs_shape, self._clip_obs) if normalize_obs else None
+        self._reward_norm = RewardNormalizer(self.num_envs, gamma) if normalize_reward else None
+        self._has_transforms = (
+            self.reward_scale != 1.0
+            or self._obs_norm is not None
+            or self._clip_obs is not None
+            or self._reward_norm is not None
+            or self._clip_reward is not None
+        )
+        # a vector env's sync buffer is overwritten on the next step: copy it unless a transform makes a new array
+        self._copy_obs = self._sync_buffer and self._obs_norm is None and self._clip_obs is None
+
+    # ------------------------------------------------------------------ stepping
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every copy; returns ``(N, *obs_shape)``. With a seed, copy i gets ``seed + i`` and the action
+        space(s) are seeded with ``seed``; without one, the env RNGs continue."""
+        obs, _ = self._env.reset(seed=seed)
+        if seed is not None:
+            self.action_space.seed(seed)
+            self._env.action_space.seed(seed)
+        obs = np.array(obs) if self.is_venv else np.array(obs)[None]
+        self._episode_returns[:] = 0.0
+        if self._reward_norm is not None:
+            self._reward_norm.reset()
+        if not self.is_venv:
+            self.clock.t = 0
+        return self._transform_obs(obs, update=True) if self._has_transforms else obs
+
+    def step(self, action: np.ndarray) -> Step:
+        """Step every copy with a batched action (``(N,)`` or ``(N, A)``), tick the clock, and return a ``Step``."""
+        native = self._to_native(action)
+        if self.is_venv:
+            obs, reward, terminated, truncated, info = self._env.step(native)
+            if self._copy_obs:
+                obs = obs.copy()
+            self._episode_returns += reward
+            done = terminated | truncated
+            if done.any():
+                idx = np.flatnonzero(done)
+                next_state = obs.copy()
+                final_obs = info["final_obs"]
+                for i in idx:  # only the copies that ended
+                    next_state[i] = final_obs[i]
+                self.returns.extend(self._episode_returns[idx].tolist())
+                self._episode_returns[idx] = 0.0
+                self.clock.tick_step(len(idx), done)
+            else:
+                next_state = obs
+                self.clock.tick_step(0, done)
+        else:
+            obs, r, term, trunc, _ = self._env.step(native)
+            self._episode_returns[0] += r
+            reward = np.array([r], dtype=np.float64)
+            terminated, truncated = np.array([term]), np.array([trunc])
+            done = terminated | truncated
+            if term or trunc:
+                next_state = np.array(obs)[None]
+                self.returns.append(float(self._episode_returns[0]))
+                self._episode_returns[0] = 0.0
+                obs = np.array(self._env.reset()[0])[None]
+                self.clock.tick_step(1, done)
+            else:
+                obs = next_state = np.array(obs)[None]
+                self.clock.tick_step(0, done)
+        if self._has_transforms:
+            return self._transform(obs, next_state, reward, terminated, truncated, done)
+        return Step(obs, next_state, reward.astype(np.float32), terminated, truncated)
+
+    def _transform_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        if self._obs_norm is not None:
+            if update:
+                self._obs_norm.update(obs)
+            return self._obs_norm.normalize(obs)  # clips to ±clip_obs itself
+        if self._clip_obs is not None:
+            return np.clip(obs, -self._clip_obs, self._clip_obs)
+        return obs
+
+    def _transform(
+        self,
+        obs: np.ndarray,
+        next_state: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        done: np.ndarray,
+    ) -> Step:
+        if self.reward_scale != 1.0:
+            reward = reward * self.reward_scale
+        same = next_state is obs
+        obs = self._transform_obs(obs, update=True)
+        next_state = obs if same else self._transform_obs(next_state, update=False)
+        if self._reward_norm is not None:
+            reward = self._reward_norm(reward, done)
+        if self._clip_reward is not None:
+            reward = np.clip(reward, *self._clip_reward)
+        return Step(obs, next_state, reward.astype(np.float32), terminated, truncated)
+
+    # ------------------------------------------------------------------ reporting and state
+
+    @property
+    def total_reward(self) -> float:
+        """Raw return: single env, the last completed episode; vector, the mean of the last ≤100. NaN before any."""
+        if not self.returns:
+            return math.nan
+        if not self.is_venv:
+            return self.returns[-1]
+        return sum(self.returns) / len(self.returns)
+
+    def freeze_normalizers(self, source: "LabEnv | None" = None) -> None:
+        """Stop updating the normaliser statistics (→D34). With ``source`` (the training env), use its statistics
+        objects, so this env always normalises with the current training statistics without changing them."""
+        for mine, theirs in (
+            (self._obs_norm, source._obs_norm if source else None),
+            (self._reward_norm, source._reward_norm if source else None),
+        ):
+            if mine is None:
+                continue
+            if theirs is not None:
+                mine.rms = theirs.rms
+            mine.frozen = True
+
+    def state_dict(self) -> dict:
+        """Clock, completed raw returns and normaliser statistics (plain Python values)."""
+        d: dict[str, Any] = {"clock": self.clock.state_dict(), "returns": list(self.returns)}
+        if self._obs_norm is not None:
+            d["obs_norm"] = self._obs_norm.state_dict()
+        if self._reward_norm is not None:
+            d["reward_norm"] = self._reward_norm.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore what ``state_dict`` saved. Episodes in progress are not restored: the env starts new ones."""
+        self.clock.load_state_dict(d["clock"])
+        self.returns = deque((float(x) for x in d["returns"]), maxlen=RETURN_WINDOW)
+        if self._obs_norm is not None and "obs_norm" in d:
+            self._obs_norm.load_state_dict(d["obs_norm"])
+        if self._reward_norm is not None and "reward_norm" in d:
+            self._reward_norm.load_state_dict(d["reward_norm"])
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __repr__(self) -> str:
+        return f"LabEnv({self.name!r}, num_envs={self.num_envs}, {self.clock})"
+
+
+def make_env(spec: dict) -> LabEnv:
+    """Build the session's env from ``spec["env"]`` (``meta`` for frequencies, the algorithm's ``gamma`` for
+    reward normalisation)."""
+    return LabEnv(spec)
