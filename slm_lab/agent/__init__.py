@@ -1,0 +1,78 @@
+"""The agent: an Algorithm with its Net(s) and Memory, built in one place from the spec."""
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from slm_lab.agent.algorithm import ALGORITHMS, Algorithm
+from slm_lab.agent.memory import MEMORIES, Memory
+
+__all__ = ["Agent", "build_agent"]
+
+
+class Agent:
+    """Acts on a batch of states and learns from each vector step.
+
+    ``update`` stores the step in memory, trains when the memory is ready (the loss is kept when it is not NaN), and
+    steps the algorithm's schedulers. In eval modes (enjoy) it does not learn.
+    """
+
+    def __init__(self, algorithm: Algorithm, memory: Memory, mode: str) -> None:
+        self.algorithm = algorithm
+        self.memory = memory
+        self.learning = mode not in ("enjoy", "eval")
+        self.loss = math.nan
+
+    def act(self, state: np.ndarray) -> np.ndarray:
+        return self.algorithm.act(state)
+
+    def update(self, state: np.ndarray, action: np.ndarray, step: Any) -> None:
+        if not self.learning:
+            return
+        self.memory.update(state, action, step.reward, step.next_state, step.terminated, step.truncated)
+        if self.memory.ready():
+            loss = self.algorithm.train()
+            if not math.isnan(loss):
+                self.loss = loss
+        self.algorithm.update()
+
+    def save(self, model_prepath: str, ckpt: str | None = None) -> None:
+        self.algorithm.save(model_prepath, ckpt)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm.state_dict(),
+            "memory": self.memory.state_dict(),
+            "loss": self.loss,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.memory.load_state_dict(state["memory"])
+        self.loss = state["loss"]
+
+
+def get_device(spec: dict[str, Any]) -> torch.device:
+    """CUDA when the net spec allows it (``gpu`` absent/auto/null/true) and it is available; the index follows
+    ``(trial·max_session + session + cuda_offset) mod device_count`` (contract §3.2)."""
+    gpu = spec["agent"]["net"].get("gpu", "auto")
+    if gpu is False or not torch.cuda.is_available():
+        return torch.device("cpu")
+    meta = spec["meta"]
+    session = 0 if meta.get("distributed") == "shared" else max(meta.get("session", 0), 0)
+    idx = max(meta.get("trial", 0), 0) * meta["max_session"] + session + int(meta.get("cuda_offset") or 0)
+    return torch.device(f"cuda:{idx % torch.cuda.device_count()}")
+
+
+def build_agent(spec: dict[str, Any], env: Any, mode: str, device: torch.device | None = None) -> Agent:
+    """Build memory, then algorithm (nets, optimizers, schedulers), from a validated spec."""
+    device = device if device is not None else get_device(spec)
+    algo_spec, memory_spec = spec["agent"]["algorithm"], spec["agent"]["memory"]
+    algo_cls = ALGORITHMS.get(algo_spec["name"], "agent.algorithm.name")
+    memory_cls = MEMORIES.get(memory_spec["name"], "agent.memory.name")
+    training_frequency = algo_cls.training_frequency(algo_spec)
+    memory = memory_cls.from_spec(memory_spec, env=env, training_frequency=training_frequency, device=device)
+    algorithm = algo_cls(spec=spec, env=env, memory=memory, device=device, mode=mode)
+    return Agent(algorithm, memory, mode)

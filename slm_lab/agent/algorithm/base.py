@@ -1,0 +1,144 @@
+"""Algorithm base: owns nets, optimizers and schedulers, and saves/loads them (contract §5.1, §4.6)."""
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from slm_lab.agent.memory.base import Memory
+from slm_lab.agent.net.base import OptimPair, TrainingChecker, train_step
+from slm_lab.errors import CheckpointError
+from slm_lab.lib.io_util import atomic_write
+from slm_lab.lib.schedule import VarScheduler
+from slm_lab.registry import Registry
+
+__all__ = ["ALGORITHMS", "Algorithm"]
+
+ALGORITHMS: Registry[type["Algorithm"]] = Registry("algorithm")
+
+# VarScheduler names in the order their dataframe columns are registered (contract §4.2)
+VAR_COLUMNS = ("explore_var", "entropy_coef", "clip_eps")
+
+
+class Algorithm(ABC):
+    """Base of every algorithm: ``act``, ``train``, ``update``, save and load.
+
+    Subclasses fill ``self.nets`` (name -> module, the contract's ``net_names``), ``self.optims`` (net name ->
+    optimizer, for nets that learn), ``self.lr_schedulers`` (net name -> LR scheduler) and ``self.var_schedulers``
+    (explore_var / entropy_coef / clip_eps). ``train()`` returns the loss, NaN when it did not train.
+    """
+
+    def __init__(
+        self, *, spec: dict[str, Any], env: Any, memory: Memory, device: torch.device, mode: str
+    ) -> None:
+        self.spec = spec
+        self.env = env  # read-only: spaces, num_envs and the clock; learning code never steps the env
+        self.clock = env.clock
+        self.memory = memory
+        self.device = device
+        self.mode = mode
+        self.eval_mode = mode in ("enjoy", "eval")
+        self.nets: dict[str, nn.Module] = {}
+        self.optims: dict[str, torch.optim.Optimizer] = {}
+        self.lr_schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.var_schedulers: dict[str, VarScheduler] = {}
+        self.train_stats: dict[str, float] = {}  # last update's diagnostics, e.g. entropy
+        strict = mode == "test"
+        self.strict = strict
+        self.checker = TrainingChecker(strict) if mode in ("dev", "test") else None
+
+    @staticmethod
+    def training_frequency(algorithm_spec: dict[str, Any]) -> int:
+        """The memory's training cadence for this algorithm's spec (PPO overrides it with ``time_horizon``)."""
+        return int(algorithm_spec.get("training_frequency") or 1)
+
+    # acting and learning -------------------------------------------------------------------------------------
+    @abstractmethod
+    def act(self, state: np.ndarray) -> np.ndarray:
+        """Actions for a batch of states (num_envs, ...), without gradient."""
+
+    @abstractmethod
+    def train(self) -> float:
+        """Train if the memory is ready; return the loss or NaN."""
+
+    def update(self) -> None:
+        """Per-vector-step upkeep after ``train``: step the VarSchedulers to the current frame."""
+        frame = self.clock.frame
+        for scheduler in self.var_schedulers.values():
+            scheduler.update(frame)
+
+    def step(self, loss: torch.Tensor, pairs: list[OptimPair]) -> None:
+        """One optimizer step over ``pairs`` (see ``train_step``); counts one opt_step per optimizer."""
+        if train_step(loss, pairs, self.checker, self.strict):
+            self.clock.tick_opt_step(len(pairs))
+
+    def step_lr_schedulers(self) -> None:
+        for scheduler in self.lr_schedulers.values():
+            scheduler.step()
+
+    # logging -------------------------------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        """Mean current learning rate over the LR schedulers (the ``lr`` column)."""
+        lrs = [s.get_last_lr()[0] for s in self.lr_schedulers.values()]
+        return float(np.mean(lrs)) if lrs else math.nan
+
+    def df_extras(self) -> dict[str, float]:
+        """Extra dataframe columns in registration order: grad_norm (dev/test), explore_var, entropy_coef,
+        entropy, clip_eps."""
+        extras: dict[str, float] = {}
+        if self.checker is not None:
+            extras["grad_norm"] = self.checker.grad_norm
+        for name in VAR_COLUMNS[:2]:
+            if name in self.var_schedulers:
+                extras[name] = self.var_schedulers[name].val
+        if "entropy" in self.train_stats:
+            extras["entropy"] = self.train_stats["entropy"]
+        if "clip_eps" in self.var_schedulers:
+            extras["clip_eps"] = self.var_schedulers["clip_eps"].val
+        return extras
+
+    # state ---------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Non-net state: LR and var schedulers (nets and optimizers have their own files)."""
+        return {
+            "lr_schedulers": {k: s.state_dict() for k, s in self.lr_schedulers.items()},
+            "var_schedulers": {k: s.state_dict() for k, s in self.var_schedulers.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, s in state["lr_schedulers"].items():
+            self.lr_schedulers[k].load_state_dict(s)
+        for k, s in state["var_schedulers"].items():
+            self.var_schedulers[k].load_state_dict(s)
+
+    def save(self, model_prepath: str, ckpt: str | None = None) -> None:
+        """Write ``{model_prepath}[_{ckpt}]_{net}_model.pt`` and ``..._{net}_optim.pt`` atomically."""
+        prefix = f"{model_prepath}_{ckpt}" if ckpt else model_prepath
+        for name, net in self.nets.items():
+            _save_torch(f"{prefix}_{name}_model.pt", net.state_dict())
+            if name in self.optims:
+                _save_torch(f"{prefix}_{name}_optim.pt", self.optims[name].state_dict())
+
+    def load(self, model_prepath: str, ckpt: str | None = None, load_optim: bool = True) -> None:
+        prefix = f"{model_prepath}_{ckpt}" if ckpt else model_prepath
+        for name, net in self.nets.items():
+            net.load_state_dict(_load_torch(f"{prefix}_{name}_model.pt", self.device))
+            if load_optim and name in self.optims:
+                self.optims[name].load_state_dict(_load_torch(f"{prefix}_{name}_optim.pt", self.device))
+
+
+def _save_torch(path: str, obj: Any) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f), binary=True)
+
+
+def _load_torch(path: str, device: torch.device) -> Any:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint file {path}: {e}") from None

@@ -1,0 +1,72 @@
+"""Memory interface: the agent stores each vector step, asks ``ready()``, and the algorithm ``sample()``s."""
+
+from abc import ABC, abstractmethod
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from slm_lab.registry import Registry
+
+__all__ = ["MEMORIES", "Memory", "OnPolicyBatch", "action_layout"]
+
+MEMORIES: Registry[type["Memory"]] = Registry("memory")
+
+
+def action_layout(action_space: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Per-copy shape and storage dtype of actions: integer indices for discrete spaces, float32 otherwise."""
+    from gymnasium import spaces
+
+    if isinstance(action_space, spaces.Discrete):
+        return (), np.dtype(np.int64)
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return tuple(action_space.shape), np.dtype(np.int64)
+    return tuple(action_space.shape), np.dtype(np.float32)
+
+
+class OnPolicyBatch(NamedTuple):
+    """A rollout as tensors of shape (T, N, ...): T vector steps of N env copies."""
+
+    states: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_states: torch.Tensor
+    terminateds: torch.Tensor
+    truncateds: torch.Tensor
+
+
+class Memory(ABC):
+    """Stores transitions of all env copies. ``next_state`` is always the true next state (D6)."""
+
+    @classmethod
+    @abstractmethod
+    def from_spec(
+        cls, memory_spec: dict[str, Any], *, env: Any, training_frequency: int, device: torch.device
+    ) -> "Memory":
+        """Build from the memory spec, the env (spaces, num_envs) and the algorithm's training cadence."""
+
+    @abstractmethod
+    def update(
+        self,
+        state: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_state: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
+        """Store one vector step (arrays with a leading num_envs axis)."""
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """Whether enough has been stored for the algorithm to train now."""
+
+    @abstractmethod
+    def sample(self) -> Any:
+        """A training batch on the memory's device."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,0 +1,92 @@
+"""The one optimizer-step site of the lab, plus the dev-mode training checks (contract §4.7, §6.2)."""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from loguru import logger
+from torch import nn
+
+__all__ = ["OptimPair", "TrainingChecker", "train_step"]
+
+
+@dataclass
+class OptimPair:
+    """A net, the optimizer over its parameters, and its gradient-norm clip (None = no clipping)."""
+
+    net: nn.Module
+    optim: torch.optim.Optimizer
+    clip_grad_val: float | None = None
+    params: list[torch.nn.Parameter] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+
+
+class TrainingChecker:
+    """Dev/test-mode checks after each train step: some parameter changed, gradient norms in (0, 1e5).
+
+    Under test (``strict``) a frozen net raises; otherwise it logs an error. The last total gradient norm feeds the
+    ``grad_norm`` column.
+    """
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.grad_norm = math.nan
+
+    def before(self, pairs: Sequence[OptimPair]) -> list[list[torch.Tensor]]:
+        return [[p.detach().clone() for p in pair.params] for pair in pairs]
+
+    def after(
+        self, pairs: Sequence[OptimPair], snapshot: list[list[torch.Tensor]], grad_norms: list[float]
+    ) -> None:
+        for pair, before, norm in zip(pairs, snapshot, grad_norms, strict=True):
+            name = type(pair.net).__name__
+            if not 0.0 < norm < 1e5:
+                logger.warning(f"{name}: gradient norm {norm:.4g} is outside (0, 1e5)")
+            if all(torch.equal(b, p) for b, p in zip(before, pair.params, strict=True)):
+                msg = f"{name}: no parameter changed after a train step"
+                if self.strict:
+                    raise AssertionError(msg)
+                logger.error(msg)
+        self.grad_norm = float(sum(grad_norms))
+
+
+def train_step(
+    loss: torch.Tensor,
+    pairs: Sequence[OptimPair],
+    checker: TrainingChecker | None = None,
+    strict: bool = False,
+) -> bool:
+    """Zero grads, one backward on ``loss``, clip each net's gradient norm, step each optimizer.
+
+    Several pairs share one backward: with disjoint parameters (separate actor and critic nets) the gradients are the
+    same as two backward passes on the two losses, at the cost of one. A non-finite loss skips the update with a
+    warning (and raises when ``strict``, i.e. under test). Returns whether the update ran.
+    """
+    if not torch.isfinite(loss):
+        msg = f"non-finite loss {loss.item()}; update skipped"
+        if strict:
+            raise FloatingPointError(msg)
+        logger.warning(msg)
+        return False
+    for pair in pairs:
+        pair.optim.zero_grad(set_to_none=True)
+    loss.backward()
+    snapshot = checker.before(pairs) if checker is not None else None
+    grad_norms = []
+    for pair in pairs:
+        if pair.clip_grad_val is not None:
+            norm = nn.utils.clip_grad_norm_(pair.params, pair.clip_grad_val, foreach=True)
+            if checker is not None:
+                grad_norms.append(float(norm))
+        elif checker is not None:
+            grads = [p.grad for p in pair.params if p.grad is not None]
+            grad_norms.append(
+                float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0
+            )
+        pair.optim.step()
+    if checker is not None and snapshot is not None:
+        checker.after(pairs, snapshot, grad_norms)
+    return True

@@ -1,0 +1,159 @@
+"""Layer, init, loss and optimizer builders shared by every net class.
+
+Names follow the spec: activations and losses are torch.nn class names, matched case-insensitively and ignoring
+underscores (``relu``, ``leaky_relu``, ``MSELoss``, ``smoothl1loss``); optimizers are torch.optim class names;
+``init_fn`` is a ``torch.nn.init`` function name such as ``orthogonal_``.
+"""
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from slm_lab.errors import SpecError
+
+__all__ = [
+    "build_loss",
+    "build_mlp",
+    "build_optimizer",
+    "build_tails",
+    "get_activation",
+    "init_layers",
+    "init_output_layer",
+]
+
+_ACTIVATIONS = {
+    cls.__name__.lower(): cls
+    for cls in (
+        nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus,
+        nn.Softsign, nn.Hardtanh, nn.Identity, nn.PReLU, nn.CELU, nn.Softmax, nn.LogSoftmax,
+    )
+}  # fmt: skip
+# init gains need the functional name torch.nn.init.calculate_gain knows
+_GAIN_NAMES = {
+    "relu": "relu",
+    "leakyrelu": "leaky_relu",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "selu": "selu",
+}
+
+
+def _canon(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def get_activation(name: str | None, key: str = "agent.net.hid_layers_activation") -> nn.Module:
+    """An activation module from its torch.nn name (case-insensitive); None gives Identity."""
+    if name is None:
+        return nn.Identity()
+    cls = _ACTIVATIONS.get(_canon(name))
+    if cls is None:
+        raise SpecError(f"{key}: unknown activation {name!r}; valid names: {', '.join(sorted(_ACTIVATIONS))}")
+    return cls(dim=-1) if cls in (nn.Softmax, nn.LogSoftmax) else cls()
+
+
+def build_mlp(
+    in_dim: int, hid_layers: list[int], activation: str, layer_norm: bool = False, batch_norm: bool = False
+) -> nn.Sequential:
+    """Linear -> [BatchNorm1d | LayerNorm] -> activation for each hidden width."""
+    layers: list[nn.Module] = []
+    for width in hid_layers:
+        layers.append(nn.Linear(in_dim, width))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        elif layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(get_activation(activation))
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+def build_tails(in_dim: int, out_dim: int | list[int]) -> nn.ModuleList:
+    """One Linear tail per output; an int out_dim is a single tail."""
+    dims = [out_dim] if isinstance(out_dim, int) else list(out_dim)
+    return nn.ModuleList(nn.Linear(in_dim, d) for d in dims)
+
+
+def _init_weight(weight: torch.Tensor, init_fn: str, activation: str | None) -> None:
+    fn = getattr(nn.init, init_fn, None)
+    if fn is None or not init_fn.endswith("_") or not callable(fn):
+        valid = sorted(n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_"))
+        raise SpecError(
+            f"agent.net.init_fn: unknown init function {init_fn!r}; valid names: {', '.join(valid)}"
+        )
+    act = _GAIN_NAMES.get(_canon(activation or ""), "linear")
+    if init_fn.startswith("kaiming"):
+        fn(weight, nonlinearity=act if act in ("relu", "leaky_relu") else "relu")
+    elif init_fn.startswith(("orthogonal", "xavier")):
+        fn(weight, gain=nn.init.calculate_gain(act))
+    else:
+        fn(weight)
+
+
+def init_layers(module: nn.Module, init_fn: str | None, activation: str | None) -> None:
+    """Apply ``init_fn`` to every Linear/Conv/RNN weight with the activation's gain; biases to 0.
+
+    With no ``init_fn`` the torch defaults are kept.
+    """
+    if init_fn is None:
+        return
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            _init_weight(m.weight, init_fn, activation)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.RNNBase):
+            for name, param in m.named_parameters():
+                if "weight" in name:
+                    _init_weight(param, init_fn, activation)
+                elif "bias" in name:
+                    nn.init.zeros_(param)
+
+
+def init_output_layer(layer: nn.Linear, std: float) -> None:
+    """Orthogonal init with gain ``std`` and zero bias, for the policy/value output layers (D3)."""
+    nn.init.orthogonal_(layer.weight, gain=std)
+    nn.init.zeros_(layer.bias)
+
+
+def build_loss(loss_spec: dict[str, Any] | None) -> nn.Module:
+    """Any torch.nn loss by name (case-insensitive), with kwargs; the default is MSELoss."""
+    spec = dict(loss_spec or {"name": "MSELoss"})
+    name = spec.pop("name")
+    losses = {
+        n.lower(): getattr(nn, n) for n in dir(nn) if n.endswith("Loss") and isinstance(getattr(nn, n), type)
+    }
+    cls = losses.get(_canon(name))
+    if cls is None:
+        raise SpecError(
+            f"agent.net.loss_spec.name: unknown loss {name!r}; valid names: {', '.join(sorted(losses))}"
+        )
+    try:
+        return cls(**spec)
+    except TypeError as e:
+        raise SpecError(f"agent.net.loss_spec: bad arguments for {name}: {e}") from None
+
+
+def build_optimizer(
+    optim_spec: dict[str, Any] | None, params: Any, key: str = "agent.net.optim_spec"
+) -> torch.optim.Optimizer:
+    """Any torch.optim optimizer by class name with kwargs (``lr``, ``eps``, ``betas``, ...)."""
+    spec = dict(optim_spec or {"name": "Adam"})
+    name = spec.pop("name")
+    optims = {
+        n: getattr(torch.optim, n)
+        for n in dir(torch.optim)
+        if isinstance(getattr(torch.optim, n), type)
+        and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
+        and n != "Optimizer"
+    }
+    cls = optims.get(name)
+    if cls is None:
+        raise SpecError(f"{key}.name: unknown optimizer {name!r}; valid names: {', '.join(sorted(optims))}")
+    if "betas" in spec and isinstance(spec["betas"], list):
+        spec["betas"] = tuple(spec["betas"])
+    try:
+        return cls(params, **spec)
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"{key}: bad arguments for {name}: {e}") from None
