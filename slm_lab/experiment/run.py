@@ -1,0 +1,48 @@
+"""Run entry (contract §3.1): load the spec, apply the mode, check it builds, tick, save, run the Trial."""
+
+import contextlib
+from typing import Any
+
+import torch
+from loguru import logger
+
+from slm_lab.agent import build_agent
+from slm_lab.env import make_env
+from slm_lab.experiment.control import Trial
+from slm_lab.lib.logger import add_file_sink, remove_sink
+from slm_lab.spec.loader import get_spec, override_spec, save_spec, tick
+
+__all__ = ["preflight", "run_trial"]
+
+
+def preflight(spec: dict[str, Any], mode: str) -> None:
+    """Build the env and the agent once on CPU, so that errors only a build can find (an action_pdtype the env's
+    action space does not allow, an unknown optimizer, loss or activation, bad env kwargs) are reported before
+    anything is written under data/."""
+    env = make_env(spec)
+    try:
+        build_agent(spec, env, mode, torch.device("cpu"))
+    finally:
+        env.close()
+
+
+def run_trial(spec_file: str, spec_name: str, mode: str, sets: list[str]) -> dict[str, Any]:
+    """Run one Trial of ``spec_name`` from ``spec_file`` in ``mode`` (dev or train); returns the trial scalars."""
+    with contextlib.suppress(RuntimeError):  # already set
+        torch.multiprocessing.set_start_method("spawn")
+    spec = override_spec(get_spec(spec_file, spec_name, sets), mode)
+    preflight(spec, mode)
+    tick(spec, "trial")
+    save_spec(spec, "experiment")
+    meta = spec["meta"]
+    sink = add_file_sink(f"{meta['predir']}/log/{spec['name']}.log")
+    try:
+        logger.info(
+            f"SLM-Lab: Running {spec_file} {spec_name} {mode} with {meta['max_session']} sessions"
+            f" | output: {meta['prepath']}"
+        )
+        scalar = Trial(spec, mode).run()
+        logger.info(f"Output: {meta['predir']}")
+        return scalar
+    finally:
+        remove_sink(sink)
