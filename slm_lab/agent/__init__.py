@@ -42,15 +42,11 @@ class Agent:
         self.algorithm.save(model_prepath, ckpt)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "algorithm": self.algorithm.state_dict(),
-            "memory": self.memory.state_dict(),
-            "loss": self.loss,
-        }
+        """Algorithm state (schedulers, normalizers) and the last loss; the memory has its own file."""
+        return {"algorithm": self.algorithm.state_dict(), "loss": self.loss}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.algorithm.load_state_dict(state["algorithm"])
-        self.memory.load_state_dict(state["memory"])
         self.loss = state["loss"]
 
 

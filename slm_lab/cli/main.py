@@ -76,9 +76,12 @@ def run(
 
     setup_logging(level)
     try:
+        from slm_lab.spec.loader import get_spec, override_spec  # light: validates before torch is imported
+
+        spec = override_spec(get_spec(spec_file, spec_name, sets or []), lab_mode)
         from slm_lab.experiment.run import run_trial
 
-        run_trial(spec_file, spec_name, lab_mode, sets or [])
+        run_trial(spec, spec_file, spec_name, lab_mode)
     except LabError as e:
         _fail(str(e))
 

@@ -16,11 +16,11 @@ from slm_lab.agent import Agent, build_agent, get_device
 from slm_lab.env import LabEnv, make_env
 from slm_lab.experiment import analysis
 from slm_lab.experiment.metrics import MetricsTracker
-from slm_lab.lib.io_util import atomic_write
+from slm_lab.lib.io_util import atomic_write, load_torch_file
 from slm_lab.lib.logger import add_file_sink, remove_sink, setup_logging
 from slm_lab.lib.paths import prepath
 from slm_lab.lib.perf import setup_perf
-from slm_lab.lib.seed import get_rng_state, session_seed, set_global_seed
+from slm_lab.lib.seed import get_rng_state, session_seed, set_global_seed, set_rng_state
 from slm_lab.spec.loader import save_spec, tick
 
 __all__ = ["GRAPH_INTERVAL", "Session", "Trial", "max_parallel_sessions", "run_session"]
@@ -101,6 +101,7 @@ class Session:
         self.agent.save(model_prepath)
         if self.tracker.is_best(row):
             self.agent.save(model_prepath, ckpt="ckpt-best")
+            self.save_state(ckpt="ckpt-best")
         if len(self.tracker.rows) > 2:
             now = time.monotonic()
             plot = now - self.last_graph_time >= GRAPH_INTERVAL
@@ -118,7 +119,7 @@ class Session:
 
     # state ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything but the net/optimizer weights (those have their own files): the resumable session state."""
+        """The resumable session state apart from net/optimizer weights and the memory (those have own files)."""
         return {
             "env": self.env.state_dict(),
             "agent": self.agent.state_dict(),
@@ -126,10 +127,26 @@ class Session:
             "rng": get_rng_state(),
         }
 
-    def save_state(self) -> None:
-        path = f"{self.spec['meta']['model_prepath']}_state.pt"
+    def save_state(self, ckpt: str | None = None) -> None:
+        """Write ``{model_prepath}[_{ckpt}]_state.pt`` and, for the latest state, ``_memory.pt`` (atomically)."""
+        prefix = self.spec["meta"]["model_prepath"] + (f"_{ckpt}" if ckpt else "")
         state = self.state_dict()
-        atomic_write(path, lambda f: torch.save(state, f), binary=True)
+        atomic_write(f"{prefix}_state.pt", lambda f: torch.save(state, f), binary=True)
+        if ckpt is None:
+            memory = self.agent.memory.state_dict()
+            atomic_write(f"{prefix}_memory.pt", lambda f: torch.save(memory, f), binary=True)
+
+    def load_state(self, model_prepath: str, ckpt: str | None = None) -> None:
+        """Restore nets, optimizers and the full session state written by ``save`` and ``save_state``."""
+        self.agent.algorithm.load(model_prepath, ckpt)
+        prefix = model_prepath + (f"_{ckpt}" if ckpt else "")
+        state = load_torch_file(f"{prefix}_state.pt")
+        self.env.load_state_dict(state["env"])
+        self.agent.load_state_dict(state["agent"])
+        self.tracker.load_state_dict(state["tracker"])
+        set_rng_state(state["rng"])
+        if ckpt is None:
+            self.agent.memory.load_state_dict(load_torch_file(f"{prefix}_memory.pt"))
 
     # lifecycle -----------------------------------------------------------------------------------------------
     def close(self) -> dict[str, Any]:

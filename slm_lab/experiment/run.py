@@ -10,7 +10,7 @@ from slm_lab.agent import build_agent
 from slm_lab.env import make_env
 from slm_lab.experiment.control import Trial
 from slm_lab.lib.logger import add_file_sink, remove_sink
-from slm_lab.spec.loader import get_spec, override_spec, save_spec, tick
+from slm_lab.spec.loader import save_spec, tick
 
 __all__ = ["preflight", "run_trial"]
 
@@ -26,11 +26,11 @@ def preflight(spec: dict[str, Any], mode: str) -> None:
         env.close()
 
 
-def run_trial(spec_file: str, spec_name: str, mode: str, sets: list[str]) -> dict[str, Any]:
-    """Run one Trial of ``spec_name`` from ``spec_file`` in ``mode`` (dev or train); returns the trial scalars."""
+def run_trial(spec: dict[str, Any], spec_file: str, spec_name: str, mode: str) -> dict[str, Any]:
+    """Run one Trial of a loaded spec (``get_spec`` + ``override_spec``) in ``mode`` (dev or train); returns the
+    trial scalars. ``spec_file``/``spec_name`` are only for the start line."""
     with contextlib.suppress(RuntimeError):  # already set
         torch.multiprocessing.set_start_method("spawn")
-    spec = override_spec(get_spec(spec_file, spec_name, sets), mode)
     preflight(spec, mode)
     tick(spec, "trial")
     save_spec(spec, "experiment")

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "read_json", "to_jsonable", "write_json"]
+__all__ = ["atomic_write", "load_torch_file", "read_json", "to_jsonable", "write_json"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -57,3 +57,17 @@ def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
 def read_json(path: str | Path) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def load_torch_file(path: str | Path, map_location: Any = None) -> Any:
+    """``torch.load`` of a lab checkpoint file, with a clear error naming the file when it is missing or corrupt."""
+    import torch
+
+    from slm_lab.errors import CheckpointError
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint file {path}: {e}") from None

@@ -10,8 +10,7 @@ from torch import nn
 
 from slm_lab.agent.memory.base import Memory
 from slm_lab.agent.net.base import OptimPair, TrainingChecker, train_step
-from slm_lab.errors import CheckpointError
-from slm_lab.lib.io_util import atomic_write
+from slm_lab.lib.io_util import atomic_write, load_torch_file
 from slm_lab.lib.schedule import VarScheduler
 from slm_lab.registry import Registry
 
@@ -136,9 +135,4 @@ def _save_torch(path: str, obj: Any) -> None:
 
 
 def _load_torch(path: str, device: torch.device) -> Any:
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint file not found: {path}") from None
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint file {path}: {e}") from None
+    return load_torch_file(path, map_location=device)

@@ -22,6 +22,8 @@ class OnPolicyBatchReplay(Memory):
         {"name": "OnPolicyBatchReplay"}
     """
 
+    FIELDS = OnPolicyBatch._fields  # states, actions, rewards, next_states, terminateds, truncateds
+
     def __init__(
         self,
         *,
@@ -81,33 +83,20 @@ class OnPolicyBatchReplay(Memory):
 
     def sample(self) -> OnPolicyBatch:
         h = self.head
-        arrays = (
-            self.states,
-            self.actions,
-            self.rewards,
-            self.next_states,
-            self.terminateds,
-            self.truncateds,
+        batch = OnPolicyBatch(
+            *(torch.from_numpy(getattr(self, key)[:h]).to(self.device) for key in self.FIELDS)
         )
-        batch = OnPolicyBatch(*(torch.from_numpy(a[:h]).to(self.device) for a in arrays))
         self.head = 0
         self._alloc()
         return batch
 
     def state_dict(self) -> dict[str, Any]:
+        """The partial rollout as tensors (loadable with ``torch.load(weights_only=True)``)."""
         h = self.head
-        return {
-            "head": h,
-            "states": self.states[:h].copy(),
-            "actions": self.actions[:h].copy(),
-            "rewards": self.rewards[:h].copy(),
-            "next_states": self.next_states[:h].copy(),
-            "terminateds": self.terminateds[:h].copy(),
-            "truncateds": self.truncateds[:h].copy(),
-        }
+        return {"head": h, **{key: torch.from_numpy(getattr(self, key)[:h].copy()) for key in self.FIELDS}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._alloc()
         h = self.head = int(state["head"])
-        for key in ("states", "actions", "rewards", "next_states", "terminateds", "truncateds"):
-            getattr(self, key)[:h] = state[key]
+        for key in self.FIELDS:
+            getattr(self, key)[:h] = np.asarray(state[key])

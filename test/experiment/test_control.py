@@ -1,0 +1,119 @@
+"""Session/Trial behaviour: seeded reproducibility, learning, checkpoints and state."""
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from slm_lab.experiment.control import Session, max_parallel_sessions
+from slm_lab.spec.loader import get_spec, override_spec, tick
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+TINY = str(FIXTURES / "ppo_cartpole_tiny.json")
+
+
+def session_spec(
+    max_frame: int, seed: int = 7, spec_file: str = TINY, name: str = "ppo_cartpole_tiny"
+) -> dict:
+    spec = override_spec(
+        get_spec(spec_file, name, [f"max_frame={max_frame}"] if spec_file == TINY else None), "train"
+    )
+    spec["env"]["max_frame"] = max_frame
+    spec["meta"]["max_session"] = 1
+    spec["meta"]["random_seed"] = seed
+    tick(spec, "trial")
+    tick(spec, "session")
+    return spec
+
+
+def run_session(spec: dict) -> tuple[Session, pd.DataFrame]:
+    session = Session(copy.deepcopy(spec), "train")
+    session.run()
+    csv = Path(f"{spec['meta']['info_prepath']}_session_df_train.csv")
+    return session, pd.read_csv(csv)
+
+
+def test_same_seed_gives_identical_session_csv(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """D7: the same seed gives the same session CSV on CPU, apart from wall_t and fps; another seed does not."""
+    monkeypatch.setenv("PY_ENV", "test")
+    dfs = []
+    for i, seed in enumerate((7, 7, 8)):
+        monkeypatch.setenv("SLM_DATA_DIR", str(data_dir / f"run{i}"))
+        dfs.append(run_session(session_spec(1536, seed=seed))[1])
+    cols = [c for c in dfs[0].columns if c not in ("wall_t", "fps")]
+    assert len(dfs[0]) >= 5
+    pd.testing.assert_frame_equal(dfs[0][cols], dfs[1][cols])
+    assert not dfs[0][cols].equals(dfs[2][cols])
+
+
+def test_ppo_learns_cartpole_within_60k_frames(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo spec's PPO reaches a mean return (last ≤100 episodes) of at least 195 within 60k frames."""
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = session_spec(
+        60_000, seed=0, spec_file="slm_lab/spec/benchmark/ppo/ppo_cartpole.json", name="ppo_cartpole"
+    )
+    _, df = run_session(spec)
+    assert df["frame"].iloc[-1] == 60_000
+    assert df["total_reward"].max() >= 195, df["total_reward"].tail(10).tolist()
+
+
+def test_checkpoint_rule_and_final_checkpoint(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows at every log_frequency (256 frames, 2 envs) and a final one at max_frame even when it is off-grid."""
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = session_spec(1000)
+    session, df = run_session(spec)
+    assert df["frame"].tolist() == [256, 512, 768, 1000]
+    assert df.columns.tolist()[:10] == [
+        "total_reward", "total_reward_ma", "loss", "fps", "frame", "wall_t", "t", "epi", "opt_step", "lr",
+    ]  # fmt: skip
+    assert df.columns.tolist()[10:] == ["entropy_coef", "entropy", "clip_eps"]
+    # 2 epochs × (128 transitions / 64 per minibatch) × 2 nets per update, one update per 64 vector steps
+    assert df["opt_step"].iloc[-1] == (1000 // 2 // 64) * 2 * 2 * 2
+    assert session.env.clock.frame == 1000
+
+
+def test_session_state_round_trip(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nets, optimizers, schedulers, memory, clock, tracker and RNG restore into a fresh session."""
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = session_spec(600)
+    session, _ = run_session(spec)
+    model_prepath = spec["meta"]["model_prepath"]
+    state = torch.load(f"{model_prepath}_state.pt", weights_only=False)
+    fresh = Session(copy.deepcopy(spec), "train")
+    fresh.load_state(model_prepath)
+    algo, fresh_algo = session.agent.algorithm, fresh.agent.algorithm
+    for name, net in algo.nets.items():
+        for p, q in zip(net.parameters(), fresh_algo.nets[name].parameters(), strict=True):
+            assert torch.equal(p, q)
+    for name, optim in algo.optims.items():
+        a, b = optim.state_dict()["state"], fresh_algo.optims[name].state_dict()["state"]
+        assert all(torch.equal(a[k]["exp_avg"], b[k]["exp_avg"]) for k in a)
+    assert fresh.env.clock.state_dict()["frame"] == session.env.clock.frame == 600
+    assert fresh.env.clock.opt_step == session.env.clock.opt_step
+    assert fresh_algo.var_schedulers["clip_eps"].val == algo.var_schedulers["clip_eps"].val
+    assert fresh.tracker.rows == session.tracker.rows
+    assert fresh.agent.memory.head == session.agent.memory.head == (600 // 2) % 64
+    assert state["rng"]["numpy"] is not None
+    fresh.env.close()
+
+
+def test_max_parallel_sessions_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLM_MAX_PARALLEL", "3")
+    assert max_parallel_sessions(8) == 3
+    assert max_parallel_sessions(2) == 2
+    monkeypatch.delenv("SLM_MAX_PARALLEL")
+    assert 1 <= max_parallel_sessions(64) <= 64
+
+
+def test_short_run_gives_nan_metrics_not_a_crash(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = session_spec(40)
+    session = Session(copy.deepcopy(spec), "train")
+    metrics = session.run()
+    assert math.isnan(metrics["scalar"]["strength"])
+    assert np.isfinite(session.env.clock.frame)
