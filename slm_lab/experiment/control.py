@@ -1,7 +1,6 @@
 """Session and Trial: the RL loop, and its repetition over seeds (contract §3.2, §3.3)."""
 
 import copy
-import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -65,7 +64,7 @@ class Session:
         self.agent: Agent = build_agent(spec, self.env, mode, self.device)
         self.max_frame = int(spec["env"]["max_frame"])
         self.log_frequency = int(meta.get("log_frequency") or 10000)
-        self.last_graph_time = -math.inf
+        self.last_graph_time = time.monotonic()  # first graphs after GRAPH_INTERVAL, or at close
         self.trial_spec = trial_view(spec)
         if self.index == 0:
             logger.info(f"Performance set-up: {self.perf}")
