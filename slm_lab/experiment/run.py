@@ -8,6 +8,7 @@ from loguru import logger
 
 from slm_lab.agent import build_agent
 from slm_lab.env import make_env
+from slm_lab.errors import SpecError
 from slm_lab.experiment.control import Trial
 from slm_lab.lib.logger import add_file_sink, remove_sink
 from slm_lab.spec.loader import save_spec, tick
@@ -18,7 +19,16 @@ __all__ = ["preflight", "run_trial"]
 def preflight(spec: dict[str, Any], mode: str) -> None:
     """Build the env and the agent once on CPU, so that errors only a build can find (an action_pdtype the env's
     action space does not allow, an unknown optimizer, loss or activation, bad env kwargs) are reported before
-    anything is written under data/."""
+    anything is written under data/. Also refuses spec features this version does not run."""
+    meta = spec["meta"]
+    if meta.get("distributed"):
+        raise SpecError(
+            f"meta.distributed: {meta['distributed']!r} is not supported in this version; use false"
+        )
+    if meta.get("rigorous_eval"):
+        logger.warning(
+            "meta.rigorous_eval: a separate evaluation env is not in this version; training returns are used"
+        )
     env = make_env(spec)
     try:
         build_agent(spec, env, mode, torch.device("cpu"))

@@ -132,6 +132,7 @@ def test_dev_mode_runs_one_session_with_training_checks(tmp_path: Path) -> None:
         (["run", str(FIXTURES / "bad_specs.yaml"), "bad_pdtype", "train"], "agent.algorithm.action_pdtype"),
         (["run", str(FIXTURES / "bad_specs.yaml"), "bad_optimizer", "train"], "optim_spec.name"),
         (["run", str(FIXTURES / "bad_specs.yaml"), "bad_env", "train"], "env.name"),
+        (["run", str(FIXTURES / "bad_specs.yaml"), "distributed_synced", "train"], "meta.distributed"),
         (["run", str(FIXTURES / f"{NAME}.json"), NAME, "search"], "unknown mode"),
     ],
 )
