@@ -56,15 +56,7 @@ METRICS_COLS = [
     "stability",
     "consistency",
 ]
-SESSION_SCALAR_KEYS = [
-    "total_reward_ma",
-    "strength",
-    "max_strength",
-    "final_strength",
-    "sample_efficiency",
-    "training_efficiency",
-    "stability",
-]
+SESSION_SCALAR_KEYS = METRICS_COLS[1:-1]  # the trial columns without frame and consistency
 SESSION_LOCAL_KEYS = [
     "mean_returns",
     "strengths",

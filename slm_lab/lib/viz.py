@@ -7,7 +7,7 @@ returns ``False``; it never aborts a run. Every graph is skipped when ``PY_ENV=t
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,19 @@ def _finish(fig: Any, ax: Any, path: str | Path, n_series: int) -> None:
     atomic_write(path, lambda f: f.write(buf.getvalue()), binary=True)
 
 
+def _render(path: str | Path, draw: Callable[[Any], int], title: str, x_title: str, y_title: str) -> bool:
+    """Draw on a fresh figure with ``draw(ax) -> legend entries`` and write the PNG; a failure only warns (D33)."""
+    if not graphs_enabled():
+        return False
+    try:
+        fig, ax = _new_figure(title, x_title, y_title)
+        _finish(fig, ax, path, draw(ax))
+    except Exception as e:
+        logger.warning(f"Graph not rendered: {path}: {type(e).__name__}: {e}")
+        return False
+    return True
+
+
 def render_line_graph(
     path: str | Path,
     x: FloatSeq,
@@ -96,20 +109,16 @@ def render_line_graph(
     y_title: str,
 ) -> bool:
     """Write a PNG of one line per ``ys`` entry against ``x``. Returns whether a file was written."""
-    if not graphs_enabled():
-        return False
-    try:
-        fig, ax = _new_figure(title, x_title, y_title)
+
+    def draw(ax: Any) -> int:
         xs = np.asarray(x, dtype=np.float64)
         for i, (label, y) in enumerate(ys.items()):
             ax.plot(
                 xs, np.asarray(y, dtype=np.float64), color=COLORS[i % len(COLORS)], linewidth=1.2, label=label
             )
-        _finish(fig, ax, path, len(ys))
-    except Exception as e:
-        logger.warning(f"Graph not rendered: {path}: {type(e).__name__}: {e}")
-        return False
-    return True
+        return len(ys)
+
+    return _render(path, draw, title, x_title, y_title)
 
 
 def render_envelope_graph(
@@ -124,23 +133,18 @@ def render_envelope_graph(
     y_title: str,
 ) -> bool:
     """Write a PNG of ``mean`` with a shaded ``mean ± std`` envelope. Returns whether a file was written."""
-    if not graphs_enabled():
-        return False
-    try:
-        fig, ax = _new_figure(title, x_title, y_title)
+
+    def draw(ax: Any) -> int:
         xs = np.asarray(x, dtype=np.float64)
         mu = np.asarray(mean, dtype=np.float64)
         sd = np.nan_to_num(np.asarray(std, dtype=np.float64), nan=0.0)
-        color = COLORS[0]
         ax.fill_between(
-            xs, mu - sd, mu + sd, color=color, alpha=ENVELOPE_ALPHA, linewidth=0, label=f"{label} ± std"
+            xs, mu - sd, mu + sd, color=COLORS[0], alpha=ENVELOPE_ALPHA, linewidth=0, label=f"{label} ± std"
         )
-        ax.plot(xs, mu, color=color, linewidth=1.2, label=label)
-        _finish(fig, ax, path, 2)
-    except Exception as e:
-        logger.warning(f"Graph not rendered: {path}: {type(e).__name__}: {e}")
-        return False
-    return True
+        ax.plot(xs, mu, color=COLORS[0], linewidth=1.2, label=label)
+        return 2
+
+    return _render(path, draw, title, x_title, y_title)
 
 
 def plot_session(
