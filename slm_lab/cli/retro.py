@@ -21,6 +21,7 @@ from loguru import logger
 from slm_lab.errors import LabError
 from slm_lab.experiment import analysis
 from slm_lab.lib.io_util import read_json
+from slm_lab.lib.logger import setup_logging
 
 __all__ = ["main", "retro_analyze", "retro_analyze_trial"]
 
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dir", nargs="?", help="a run folder data/{name}_{ts}")
     args = parser.parse_args(argv)
+    setup_logging()
     if not args.dir:
         print("slm-retro: error: missing DIR, the run folder to analyse", file=sys.stderr)
         return 1
