@@ -74,7 +74,7 @@ def test_retro_reproduces_metrics_exactly(tmp_path, capsys):
             (run_dir / name).unlink()
     assert retro.main([str(run_dir)]) == 0
     assert snapshot(run_dir) == before
-    out = capsys.readouterr().out.strip().splitlines()
+    out = [ln for ln in capsys.readouterr().out.splitlines() if "trial_metrics:" in ln]
     trial = analysis.load_session_metrics(
         {"name": "demo", "meta": {"predir": str(run_dir), "trial": 0}}, "eval"
     )
