@@ -34,6 +34,7 @@ class Agent:
         self.memory.update(state, action, step.reward, step.next_state, step.terminated, step.truncated)
         if self.memory.ready():
             loss = self.algorithm.train()
+            self.memory.on_train()
             if not math.isnan(loss):
                 self.loss = loss
         self.algorithm.update()
@@ -69,6 +70,8 @@ def build_agent(spec: dict[str, Any], env: Any, mode: str, device: torch.device 
     algo_cls = ALGORITHMS.get(algo_spec["name"], "agent.algorithm.name")
     memory_cls = MEMORIES.get(memory_spec["name"], "agent.memory.name")
     training_frequency = algo_cls.training_frequency(algo_spec)
-    memory = memory_cls.from_spec(memory_spec, env=env, training_frequency=training_frequency, device=device)
+    memory = memory_cls.from_spec(
+        memory_spec, env=env, algorithm_spec=algo_spec, training_frequency=training_frequency, device=device
+    )
     algorithm = algo_cls(spec=spec, env=env, memory=memory, device=device, mode=mode)
     return Agent(algorithm, memory, mode)

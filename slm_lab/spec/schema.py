@@ -31,6 +31,8 @@ __all__ = [
     "AgentSpec",
     "AlgorithmSpec",
     "ComponentSpec",
+    "DQNSpec",
+    "DuelingMLPNetSpec",
     "EnvSpec",
     "LabSpec",
     "MLPNetSpec",
@@ -39,7 +41,11 @@ __all__ = [
     "NetSpec",
     "OnPolicyBatchReplaySpec",
     "PPOSpec",
+    "PrioritizedReplaySpec",
+    "ReplaySpec",
+    "SARSASpec",
     "SpecModel",
+    "VanillaDQNSpec",
     "VarSchedulerSpec",
     "route_net_spec",
     "route_net_spec_with_origins",
@@ -93,6 +99,8 @@ class AlgorithmSpec(SpecModel):
     """Memory classes this algorithm works with; None means any."""
     REQUIRED_NET_KEYS: ClassVar[tuple[str, ...]] = ()
     """Net keys that are optional in general but required by this algorithm."""
+    FORBIDDEN_NET_KEYS: ClassVar[tuple[str, ...]] = ()
+    """Net keys this algorithm must not be given (they would be silently meaningless)."""
 
     name: str
     action_pdtype: str | None = "default"
@@ -143,7 +151,40 @@ class PPOSpec(ActorCriticBaseSpec):
     normalize_advantages: Literal["standardize", "percentile"] = "standardize"
 
 
-ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {"PPO": PPOSpec}
+class SARSASpec(AlgorithmSpec):
+    """SARSA: on-policy TD(0) on the action actually taken next."""
+
+    MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("OnPolicyBatchReplay",)
+
+    training_frequency: int
+
+
+class VanillaDQNSpec(AlgorithmSpec):
+    """The DQN family's keys: replay training cadence and iterations (contract §2.3)."""
+
+    MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("Replay", "PrioritizedReplay")
+    FORBIDDEN_NET_KEYS: ClassVar[tuple[str, ...]] = ("update_type", "update_frequency", "polyak_coef")
+
+    training_frequency: int
+    training_start_step: int | None = None  # None -> memory.batch_size
+    training_iter: int = 1
+    training_batch_iter: int
+
+
+class DQNSpec(VanillaDQNSpec):
+    """DQN and DoubleDQN: a target net updated by ``replace`` or ``polyak``."""
+
+    FORBIDDEN_NET_KEYS: ClassVar[tuple[str, ...]] = ()
+
+
+ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {
+    "PPO": PPOSpec,
+    "SARSA": SARSASpec,
+    "VanillaDQN": VanillaDQNSpec,
+    "DQNBase": VanillaDQNSpec,
+    "DQN": DQNSpec,
+    "DoubleDQN": DQNSpec,
+}
 
 # Renamed algorithm keys (D9): alias -> canonical. Both given with different values is an error.
 ALGORITHM_KEY_ALIASES: dict[str, str] = {"clip_val_loss": "clip_vloss", "symlog_transform": "symlog"}
@@ -163,7 +204,29 @@ class OnPolicyBatchReplaySpec(MemorySpec):
     """Flat per-vector-step on-policy storage; no keys of its own."""
 
 
-MEMORY_SPECS: dict[str, type[MemorySpec]] = {"OnPolicyBatchReplay": OnPolicyBatchReplaySpec}
+class ReplaySpec(MemorySpec):
+    """Circular replay of ``max_size`` transitions, sampled uniformly with replacement."""
+
+    batch_size: int
+    max_size: int
+    use_cer: bool = False
+    obs_dtype: str | None = None  # storage dtype override; default: native (float64 -> float32), D5
+
+
+class PrioritizedReplaySpec(ReplaySpec):
+    """Proportional prioritized replay with importance-sampling weights (D31)."""
+
+    alpha: float
+    epsilon: float
+    beta: float = 0.4
+    beta_end: float = 1.0
+
+
+MEMORY_SPECS: dict[str, type[MemorySpec]] = {
+    "OnPolicyBatchReplay": OnPolicyBatchReplaySpec,
+    "Replay": ReplaySpec,
+    "PrioritizedReplay": PrioritizedReplaySpec,
+}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -200,7 +263,11 @@ class MLPNetSpec(NetSpec):
     batch_norm: bool = False
 
 
-NET_SPECS: dict[str, type[NetSpec]] = {"MLPNet": MLPNetSpec}
+class DuelingMLPNetSpec(MLPNetSpec):
+    """MLP body with a state-value head and an advantage head: Q = V + A − mean(A)."""
+
+
+NET_SPECS: dict[str, type[NetSpec]] = {"MLPNet": MLPNetSpec, "DuelingMLPNet": DuelingMLPNetSpec}
 
 
 def route_net_spec(net_spec: dict[str, Any], role: Literal["actor", "critic"]) -> dict[str, Any]:

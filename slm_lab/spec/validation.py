@@ -251,6 +251,12 @@ def _check_nets(agent: dict[str, Any], algo_cls: type[AlgorithmSpec] | None, che
         elif net_cls is not None:
             check.unknown += _unknown_keys(net, net_cls, "agent.net")
             check.nets["net"] = check.model(net_cls, net, "agent.net")
+        for key in algo_cls.FORBIDDEN_NET_KEYS if algo_cls is not None else ():
+            if key in net:
+                name = agent["algorithm"]["name"]
+                check.errors.append(
+                    f"agent.net.{key}: {name} has no target net, so it takes no {key}; use DQN for a target net"
+                )
     critic_net = agent.get("critic_net")
     if isinstance(critic_net, dict):
         net_cls = _lookup(critic_net, "type", NET_SPECS, "agent.critic_net", "net type", check)

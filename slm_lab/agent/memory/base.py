@@ -8,7 +8,7 @@ import torch
 
 from slm_lab.registry import Registry
 
-__all__ = ["MEMORIES", "Memory", "OnPolicyBatch", "action_layout"]
+__all__ = ["MEMORIES", "Memory", "OnPolicyBatch", "ReplayBatch", "action_layout"]
 
 MEMORIES: Registry[type["Memory"]] = Registry("memory")
 
@@ -22,6 +22,23 @@ def action_layout(action_space: Any) -> tuple[tuple[int, ...], np.dtype]:
     if isinstance(action_space, spaces.MultiDiscrete):
         return tuple(action_space.shape), np.dtype(np.int64)
     return tuple(action_space.shape), np.dtype(np.float32)
+
+
+class ReplayBatch(NamedTuple):
+    """A sampled minibatch of transitions as flat (B, ...) tensors.
+
+    ``weights`` are the importance-sampling weights (PER; None for uniform sampling); ``indices`` are the storage
+    slots, used to update priorities.
+    """
+
+    states: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_states: torch.Tensor
+    terminateds: torch.Tensor
+    truncateds: torch.Tensor
+    weights: torch.Tensor | None
+    indices: np.ndarray
 
 
 class OnPolicyBatch(NamedTuple):
@@ -38,12 +55,29 @@ class OnPolicyBatch(NamedTuple):
 class Memory(ABC):
     """Stores transitions of all env copies. ``next_state`` is always the true next state (D6)."""
 
+    updates_priorities: bool = False
+    """Whether ``update_priorities`` must be called with the TD errors of each sampled batch (PER)."""
+
     @classmethod
     @abstractmethod
     def from_spec(
-        cls, memory_spec: dict[str, Any], *, env: Any, training_frequency: int, device: torch.device
+        cls,
+        memory_spec: dict[str, Any],
+        *,
+        env: Any,
+        algorithm_spec: dict[str, Any],
+        training_frequency: int,
+        device: torch.device,
     ) -> "Memory":
-        """Build from the memory spec, the env (spaces, num_envs) and the algorithm's training cadence."""
+        """Build from the memory spec, the env (spaces, num_envs, clock, max_frame), the algorithm spec
+        (``training_start_step`` etc.) and the algorithm's training cadence."""
+
+    def on_train(self) -> None:  # noqa: B027 - an optional hook; most memories need nothing here
+        """Called by the agent after each ``train()`` that ``ready()`` allowed: resets the training trigger."""
+
+    def update_priorities(self, indices: Any, td_errors: torch.Tensor) -> None:
+        """PER only: new priorities for the sampled ``indices`` from their absolute TD errors."""
+        raise NotImplementedError(f"{type(self).__name__} has no priorities")
 
     @abstractmethod
     def update(

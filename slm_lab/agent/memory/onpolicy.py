@@ -45,7 +45,13 @@ class OnPolicyBatchReplay(Memory):
 
     @classmethod
     def from_spec(
-        cls, memory_spec: dict[str, Any], *, env: Any, training_frequency: int, device: torch.device
+        cls,
+        memory_spec: dict[str, Any],
+        *,
+        env: Any,
+        algorithm_spec: dict[str, Any],
+        training_frequency: int,
+        device: torch.device,
     ) -> "OnPolicyBatchReplay":
         state_shape, state_dtype = env.observation_space.shape, env.observation_space.dtype
         action_shape, action_dtype = action_layout(env.action_space)
