@@ -1,6 +1,7 @@
 """Neural networks: registered net classes, builders and the optimizer-step site."""
 
 from slm_lab.agent.net.base import OptimPair, TrainingChecker, train_step
+from slm_lab.agent.net.dueling import DuelingHead, DuelingMLPNet
 from slm_lab.agent.net.mlp import NETS, MLPNet
 
-__all__ = ["NETS", "MLPNet", "OptimPair", "TrainingChecker", "train_step"]
+__all__ = ["NETS", "DuelingHead", "DuelingMLPNet", "MLPNet", "OptimPair", "TrainingChecker", "train_step"]
