@@ -28,7 +28,9 @@ __all__ = [
     "ReturnNormalizer",
     "calc_gaes",
     "calc_nstep_returns",
+    "calc_q_targets",
     "calc_returns",
+    "copy_weights",
     "explained_variance",
     "polyak_update",
     "standardize",
@@ -216,6 +218,29 @@ def explained_variance(y_pred: Tensor, y_true: Tensor) -> float:
 
 
 @torch.no_grad()
+def calc_q_targets(rewards: Tensor, terminateds: Tensor, next_q: Tensor, gamma: float) -> Tensor:
+    """The one-step TD target y = r + γ(1 − terminated)·X, shared by SARSA and the DQN family.
+
+    X (``next_q``) is the bootstrap value of the TRUE next state, which at truncation is the final observation (D6):
+    only ``terminated``, not ``done``, cuts the bootstrap.
+    """
+    assert rewards.shape == terminateds.shape == next_q.shape, (
+        rewards.shape,
+        terminateds.shape,
+        next_q.shape,
+    )
+    return rewards + gamma * (1.0 - terminateds.to(rewards.dtype)) * next_q
+
+
+@torch.no_grad()
+def copy_weights(target_net: nn.Module, net: nn.Module) -> None:
+    """Hard target update: copy every parameter and buffer of ``net`` into ``target_net`` in place."""
+    for t, s in zip(target_net.parameters(), net.parameters(), strict=True):
+        t.copy_(s)
+    for t, s in zip(target_net.buffers(), net.buffers(), strict=True):
+        t.copy_(s)
+
+
 def polyak_update(target_net: nn.Module, net: nn.Module, tau: float) -> None:
     """target ← (1 − τ)·target + τ·online, in place; τ is the weight on the **online** net (D14).
 

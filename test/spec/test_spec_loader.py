@@ -303,22 +303,36 @@ def test_unknown_algorithm_lists_names(tmp_path: Path):
     spec = demo()
     spec["agent"]["algorithm"]["name"] = "HydraDQN"
     message = spec_error(tmp_path, spec)
-    assert "agent.algorithm.name: unknown algorithm 'HydraDQN'; valid names: PPO" in message
+    assert (
+        "agent.algorithm.name: unknown algorithm 'HydraDQN'; valid names: DQN, DQNBase, DoubleDQN, PPO"
+        in message
+    )
     assert "my_spec.json" in message
 
 
 def test_unknown_memory(tmp_path: Path):
     spec = demo()
-    spec["agent"]["memory"]["name"] = "Replay"
+    spec["agent"]["memory"]["name"] = "HydraReplay"
     message = spec_error(tmp_path, spec)
-    assert "agent.memory.name: unknown memory 'Replay'; valid names: OnPolicyBatchReplay" in message
+    assert (
+        "agent.memory.name: unknown memory 'HydraReplay'; valid names: OnPolicyBatchReplay, PrioritizedReplay"
+        in message
+    )
+
+
+def test_ppo_requires_on_policy_batch_replay(tmp_path: Path):
+    spec = demo()
+    spec["agent"]["memory"] = {"name": "Replay", "batch_size": 32, "max_size": 1000}
+    message = spec_error(tmp_path, spec)
     assert "agent.memory.name: PPO requires memory OnPolicyBatchReplay, got 'Replay'" in message
 
 
 def test_unknown_net_type(tmp_path: Path):
     spec = demo()
     spec["agent"]["net"]["type"] = "HydraNet"
-    assert "agent.net.type: unknown net type 'HydraNet'; valid names: MLPNet" in spec_error(tmp_path, spec)
+    assert "agent.net.type: unknown net type 'HydraNet'; valid names: DuelingMLPNet, MLPNet" in spec_error(
+        tmp_path, spec
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,20 @@
 
 from slm_lab.agent.algorithm.actor_critic import ActorCritic
 from slm_lab.agent.algorithm.base import ALGORITHMS, Algorithm
+from slm_lab.agent.algorithm.dqn import DQN, DoubleDQN, DQNBase, VanillaDQN
 from slm_lab.agent.algorithm.ppo import PPO
+from slm_lab.agent.algorithm.sarsa import SARSA
+from slm_lab.agent.algorithm.value_based import ValueBased
 
-__all__ = ["ALGORITHMS", "PPO", "ActorCritic", "Algorithm"]
+__all__ = [
+    "ALGORITHMS",
+    "DQN",
+    "PPO",
+    "SARSA",
+    "ActorCritic",
+    "Algorithm",
+    "DQNBase",
+    "DoubleDQN",
+    "ValueBased",
+    "VanillaDQN",
+]

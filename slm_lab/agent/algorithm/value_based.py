@@ -1,0 +1,118 @@
+"""Machinery shared by the value-based algorithms (SARSA and the DQN family): a Q-net, exploring policies, and
+an optional target net with ``replace`` or ``polyak`` updates (contract §5.3)."""
+
+import copy
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from slm_lab.agent.algorithm.base import Algorithm
+from slm_lab.agent.algorithm.policy import ACTION_POLICIES
+from slm_lab.agent.net import NETS, OptimPair
+from slm_lab.agent.net.builder import build_loss, build_optimizer
+from slm_lab.errors import SpecError
+from slm_lab.lib.distribution import get_action_type, resolve_pdtype
+from slm_lab.lib.math_util import copy_weights, polyak_update
+from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
+from slm_lab.spec.schema import ALGORITHM_SPECS
+
+__all__ = ["ValueBased"]
+
+
+class ValueBased(Algorithm):
+    """A Q-net over discrete actions (``net``), acting with ``epsilon_greedy`` (default) or ``boltzmann`` on the Q
+    values, and for classes with ``uses_target_net`` a ``target_net`` that starts as a copy of ``net``.
+
+    The loss function is built with ``reduction="none"`` so that prioritized replay can weight each sample.
+    """
+
+    uses_target_net: ClassVar[bool] = False
+
+    def __init__(
+        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+    ) -> None:
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
+        algo, net_spec = spec["agent"]["algorithm"], spec["agent"]["net"]
+        self.cfg = ALGORITHM_SPECS[algo["name"]].model_validate(algo)
+        self.gamma = float(self.cfg.gamma)
+        self.num_envs = env.num_envs
+        self.action_space = env.action_space
+        action_type = get_action_type(env.action_space)
+        if action_type != "discrete":
+            raise SpecError(f"agent.algorithm.name: {algo['name']} needs a discrete action space, {env.name} has "
+                            f"{action_type} actions")  # fmt: skip
+        pdtype = self.cfg.action_pdtype
+        self.pdtype = resolve_pdtype(action_type, "Argmax" if pdtype in (None, "default") else pdtype)
+        policy = self.cfg.action_policy
+        self.policy = ACTION_POLICIES.get("epsilon_greedy" if policy in (None, "default") else policy,
+                                          "agent.algorithm.action_policy")  # fmt: skip
+        if self.cfg.explore_var_spec is not None:
+            scheduler = VarScheduler(
+                self.cfg.explore_var_spec.model_dump(), "agent.algorithm.explore_var_spec"
+            )
+            scheduler.set_eval(self.eval_mode)
+            scheduler.update(self.clock.frame)
+            self.var_schedulers["explore_var"] = scheduler
+        in_dim = env.state_dim if isinstance(env.state_dim, int) else int(np.prod(env.state_dim))
+        self.net = NETS.get(net_spec["type"], "agent.net.type")(net_spec, in_dim, int(env.action_dim)).to(
+            device
+        )
+        self.flat_input = bool(getattr(self.net, "flat_input", True))
+        self.nets = {"net": self.net}
+        self.optims["net"] = build_optimizer(net_spec.get("optim_spec"), self.net.parameters())
+        self.lr_schedulers["net"] = build_lr_scheduler(
+            self.optims["net"], net_spec.get("lr_scheduler_spec"), self.frames_per_train()
+        )
+        clip = net_spec.get("clip_grad_val")
+        self.pairs = [OptimPair(self.net, self.optims["net"], None if clip is None else float(clip))]
+        loss_spec = {**(net_spec.get("loss_spec") or {"name": "MSELoss"}), "reduction": "none"}
+        self.loss_fn = build_loss(loss_spec)
+        self.target_net: nn.Module | None = None
+        if self.uses_target_net:
+            self.target_net = copy.deepcopy(self.net).requires_grad_(False)
+            self.nets["target_net"] = self.target_net
+        self.update_type = net_spec.get("update_type", "replace")
+        self.update_frequency = int(net_spec.get("update_frequency") or 1)
+        self.polyak_coef = float(net_spec.get("polyak_coef") or 0.0)
+
+    def frames_per_train(self) -> int:
+        return max(1, int(self.cfg.training_frequency or 1) * self.num_envs)
+
+    def to_tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Observations to float32 on the device (uint8 frames are converted there, not on the CPU)."""
+        x = torch.as_tensor(x, device=self.device)
+        if x.dtype != torch.float32:
+            x = x.float()
+        return x.flatten(1) if self.flat_input and x.dim() > 2 else x
+
+    @property
+    def explore_var(self) -> float:
+        scheduler = self.var_schedulers.get("explore_var")
+        return scheduler.val if scheduler is not None else math.nan
+
+    @torch.no_grad()
+    def act(self, state: np.ndarray) -> np.ndarray:
+        q = self.net(self.to_tensor(state))
+        action = self.policy(self.pdtype, q, self.explore_var, self.action_space, self.num_envs)
+        return action.cpu().numpy() if isinstance(action, torch.Tensor) else np.asarray(action)
+
+    def weighted_loss(
+        self, q: torch.Tensor, q_targets: torch.Tensor, weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        """mean(w_i · loss_fn(Q_i, y_i)); uniform weights without prioritized replay."""
+        per_sample = self.loss_fn(q, q_targets)
+        return (per_sample * weights).mean() if weights is not None else per_sample.mean()
+
+    def update(self) -> None:
+        """VarSchedulers, then the target net: ``replace`` copies when ``frame % update_frequency < num_envs``;
+        ``polyak`` does target ← lerp(target, net, τ) every vector step."""
+        super().update()
+        if self.target_net is None:
+            return
+        if self.update_type == "polyak":
+            polyak_update(self.target_net, self.net, self.polyak_coef)
+        elif self.clock.frame % self.update_frequency < self.num_envs:
+            copy_weights(self.target_net, self.net)
