@@ -117,3 +117,15 @@ def test_short_run_gives_nan_metrics_not_a_crash(data_dir: Path, monkeypatch: py
     metrics = session.run()
     assert math.isnan(metrics["scalar"]["strength"])
     assert np.isfinite(session.env.clock.frame)
+
+
+def test_dqn_learns_cartpole_within_50k_frames(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DQN (4 envs, one gradient step of batch 32 per frame) reaches a mean return (last ≤100 episodes) of at least
+    195 within 50k frames."""
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = session_spec(
+        50_000, seed=0, spec_file="slm_lab/spec/benchmark/dqn/dqn_cartpole.json", name="dqn_cartpole"
+    )
+    _, df = run_session(spec)
+    assert df["frame"].iloc[-1] == 50_000
+    assert df["total_reward"].max() >= 195, df["total_reward"].tail(10).tolist()

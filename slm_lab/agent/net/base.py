@@ -8,7 +8,7 @@ import torch
 from loguru import logger
 from torch import nn
 
-__all__ = ["OptimPair", "TrainingChecker", "train_step"]
+__all__ = ["OptimPair", "TrainingChecker", "clip_grad_norm", "train_step"]
 
 
 @dataclass
@@ -53,6 +53,19 @@ class TrainingChecker:
         self.grad_norm = float(sum(grad_norms))
 
 
+def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float | None) -> torch.Tensor:
+    """Scale gradients so that their global L2 norm is at most ``max_norm`` (None: only measure); returns the norm
+    before clipping. The rule of ``torch.nn.utils.clip_grad_norm_`` in four tensor ops, without its per-call
+    grouping overhead (half the cost of a clip for the small nets of classic-control tasks)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    if max_norm is not None:
+        torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
+
+
 def train_step(
     loss: torch.Tensor,
     pairs: Sequence[OptimPair],
@@ -65,14 +78,18 @@ def train_step(
     same as two backward passes on the two losses, at the cost of one. A non-finite loss skips the update with a
     warning (and raises when ``strict``, i.e. under test). Returns whether the update ran.
     """
-    if not torch.isfinite(loss):
-        msg = f"non-finite loss {loss.item()}; update skipped"
+    value = loss.item()
+    if not math.isfinite(value):
+        msg = f"non-finite loss {value}; update skipped"
         if strict:
             raise FloatingPointError(msg)
         logger.warning(msg)
         return False
-    for pair in pairs:
-        pair.optim.zero_grad(set_to_none=True)
+    for (
+        pair
+    ) in pairs:  # the same as optim.zero_grad(set_to_none=True), without its per-call profiling overhead
+        for p in pair.params:
+            p.grad = None
     loss.backward()
     snapshot = checker.before(pairs) if checker is not None else None
     grad_norms = []

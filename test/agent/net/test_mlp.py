@@ -83,3 +83,18 @@ def test_checker_raises_when_nothing_changes_under_test() -> None:
     pair = OptimPair(net, torch.optim.SGD(net.parameters(), lr=0.0))
     with pytest.raises(AssertionError, match="no parameter changed"):
         train_step(net(torch.randn(2, 4)).sum(), [pair], TrainingChecker(strict=True), strict=True)
+
+
+def test_clip_grad_norm_matches_torch() -> None:
+    from slm_lab.agent.net.base import clip_grad_norm
+
+    torch.manual_seed(0)
+    a, b = MLPNet(NET_SPEC, 4, 2), MLPNet(NET_SPEC, 4, 2)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 4)
+    for net in (a, b):
+        (net(x) ** 2).sum().backward()
+    expected = torch.nn.utils.clip_grad_norm_(a.parameters(), 0.1)
+    norm = clip_grad_norm(list(b.parameters()), 0.1)
+    assert torch.allclose(norm, expected)
+    assert all(torch.allclose(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters(), strict=True))
