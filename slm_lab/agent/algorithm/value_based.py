@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from loguru import logger
 from torch import nn
 
 from slm_lab.agent.algorithm.base import Algorithm
@@ -74,9 +75,18 @@ class ValueBased(Algorithm):
         if self.uses_target_net:
             self.target_net = copy.deepcopy(self.net).requires_grad_(False)
             self.nets["target_net"] = self.target_net
+        if self.eval_mode is False and "training_iter" in type(self.cfg).model_fields:
+            logger.info(f"{algo['name']}: {self.grad_steps_per_frame():.3g} gradient steps per frame")
         self.update_type = net_spec.get("update_type", "replace")
         self.update_frequency = int(net_spec.get("update_frequency") or 1)
         self.polyak_coef = float(net_spec.get("polyak_coef") or 0.0)
+
+    def grad_steps_per_frame(self) -> float:
+        """The update-to-data ratio (D15): replay trains at most once per vector step, once at least
+        ``training_frequency`` transitions were stored since the last training."""
+        cfg, n = self.cfg, self.num_envs
+        vector_steps_per_train = max(1, math.ceil(int(cfg.training_frequency) / n))
+        return int(cfg.training_iter) * int(cfg.training_batch_iter) / (vector_steps_per_train * n)
 
     def frames_per_train(self) -> int:
         return max(1, int(self.cfg.training_frequency or 1) * self.num_envs)

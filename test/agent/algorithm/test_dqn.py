@@ -12,6 +12,7 @@ from slm_lab.agent import build_agent
 from slm_lab.env import make_env
 from slm_lab.errors import SpecError
 from slm_lab.lib.math_util import calc_q_targets
+from slm_lab.lib.schedule import build_lr_scheduler
 from slm_lab.spec.loader import get_spec, override_spec
 
 DQN_FILE = "slm_lab/spec/benchmark/dqn/dqn_cartpole.json"
@@ -123,14 +124,16 @@ def test_training_iterations_and_priorities(name: str, memory: str) -> None:
     run_steps(env, agent, 16)  # 64 transitions: nothing trains until more than training_start_step are stored
     assert env.clock.opt_step == 0
     run_steps_from = env.clock.frame
+    total_before = agent.memory.sampler.tree.total if memory == "PrioritizedReplay" else None
     state = env.reset()
     action = agent.act(state)
     step = env.step(action)
     agent.update(state, action, step)
     assert env.clock.frame == run_steps_from + 4
     assert env.clock.opt_step == 3 * 2 and np.isfinite(agent.loss)
-    if memory == "PrioritizedReplay":
+    if memory == "PrioritizedReplay":  # new transitions got priority 1; trained ones now (|δ| + ε)^α
         assert agent.memory.updates_priorities
+        assert agent.memory.sampler.tree.total != pytest.approx(total_before + 4.0)
     env.close()
 
 
@@ -162,6 +165,7 @@ def test_sarsa_bootstraps_from_the_next_action_actually_taken(data_dir: Path) ->
     algo.pairs[0].net = algo.net
     algo.pairs[0].params = [algo.net.w]
     algo.optims["net"] = algo.pairs[0].optim = torch.optim.SGD([algo.net.w], lr=0.0)
+    algo.lr_schedulers["net"] = build_lr_scheduler(algo.optims["net"], None, 1)
     f = np.float32
     s = [
         np.array([[1, 2, 0, 0]], f),
