@@ -40,8 +40,11 @@ __all__ = [
     "MetaSpec",
     "NetSpec",
     "OnPolicyBatchReplaySpec",
+    "OnPolicyCrossEntropySpec",
+    "OnPolicyReplaySpec",
     "PPOSpec",
     "PrioritizedReplaySpec",
+    "ReinforceSpec",
     "ReplaySpec",
     "SARSASpec",
     "SpecModel",
@@ -110,6 +113,21 @@ class AlgorithmSpec(SpecModel):
     training_frequency: int | None = None
 
 
+class ReinforceSpec(AlgorithmSpec):
+    """REINFORCE: Monte-Carlo policy gradient with an optional entropy bonus."""
+
+    MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = (
+        "OnPolicyReplay",
+        "OnPolicyBatchReplay",
+        "OnPolicyCrossEntropy",
+    )
+
+    training_frequency: int
+    center_return: bool = False
+    entropy_coef_spec: VarSchedulerSpec | None = None
+    policy_loss_coef: float = 1.0
+
+
 class ActorCriticBaseSpec(AlgorithmSpec):
     """Keys shared by the actor-critic family (ActorCritic, PPO, SIL, PPOSIL)."""
 
@@ -127,12 +145,21 @@ class ActorCriticBaseSpec(AlgorithmSpec):
 class ActorCriticSpec(ActorCriticBaseSpec):
     """A2C: GAE when ``lam`` is set, else n-step returns. ``lam`` must be given (null allowed)."""
 
+    MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = (
+        "OnPolicyReplay",
+        "OnPolicyBatchReplay",
+        "OnPolicyCrossEntropy",
+    )
+
     lam: float | None
+    training_frequency: int | None = None
 
     @model_validator(mode="after")
     def _check_returns(self) -> "ActorCriticSpec":
-        if self.lam is None and self.num_step_returns is None:
-            raise ValueError("num_step_returns is required when lam is null")
+        if self.lam is None and "num_step_returns" not in self.model_fields_set:
+            raise ValueError(
+                "num_step_returns is required when lam is null (null selects Monte-Carlo returns)"
+            )
         return self
 
 
@@ -179,6 +206,8 @@ class DQNSpec(VanillaDQNSpec):
 
 ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {
     "PPO": PPOSpec,
+    "Reinforce": ReinforceSpec,
+    "ActorCritic": ActorCriticSpec,
     "SARSA": SARSASpec,
     "VanillaDQN": VanillaDQNSpec,
     "DQNBase": VanillaDQNSpec,
@@ -204,6 +233,16 @@ class OnPolicyBatchReplaySpec(MemorySpec):
     """Flat per-vector-step on-policy storage; no keys of its own."""
 
 
+class OnPolicyReplaySpec(MemorySpec):
+    """Complete episodes, tracked per env copy; trains every ``training_frequency`` completed episodes."""
+
+
+class OnPolicyCrossEntropySpec(OnPolicyReplaySpec):
+    """As OnPolicyReplay, keeping only the episodes whose return is at least the ``cross_entropy`` quantile."""
+
+    cross_entropy: float = 1.0
+
+
 class ReplaySpec(MemorySpec):
     """Circular replay of ``max_size`` transitions, sampled uniformly with replacement."""
 
@@ -224,6 +263,8 @@ class PrioritizedReplaySpec(ReplaySpec):
 
 MEMORY_SPECS: dict[str, type[MemorySpec]] = {
     "OnPolicyBatchReplay": OnPolicyBatchReplaySpec,
+    "OnPolicyReplay": OnPolicyReplaySpec,
+    "OnPolicyCrossEntropy": OnPolicyCrossEntropySpec,
     "Replay": ReplaySpec,
     "PrioritizedReplay": PrioritizedReplaySpec,
 }

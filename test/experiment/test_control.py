@@ -129,3 +129,34 @@ def test_dqn_learns_cartpole_within_50k_frames(data_dir: Path, monkeypatch: pyte
     _, df = run_session(spec)
     assert df["frame"].iloc[-1] == 50_000
     assert df["total_reward"].max() >= 195, df["total_reward"].tail(10).tolist()
+
+
+@pytest.mark.parametrize(
+    ("spec_file", "name"),
+    [
+        ("slm_lab/spec/benchmark/reinforce/reinforce_cartpole.json", "reinforce_cartpole"),
+        ("slm_lab/spec/benchmark/a2c/a2c_gae_cartpole.json", "a2c_gae_cartpole"),
+    ],
+)
+def test_reinforce_and_a2c_learn_cartpole_within_100k_frames(
+    spec_file: str, name: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REINFORCE and A2C (4 envs) reach a mean return (last ≤100 episodes) of at least 150 within 100k frames."""
+    monkeypatch.setenv("PY_ENV", "test")
+    _, df = run_session(session_spec(100_000, seed=0, spec_file=spec_file, name=name))
+    assert df["frame"].iloc[-1] == 100_000
+    assert df["total_reward"].max() >= 150, df["total_reward"].tail(10).tolist()
+
+
+def test_ppo_improves_pendulum_by_400_within_100k_frames(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Continuous PPO on Pendulum-v1 improves its mean return by at least 400 over its first evaluation."""
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = session_spec(
+        100_000, seed=0, spec_file="slm_lab/spec/benchmark/ppo/ppo_pendulum.json", name="ppo_pendulum"
+    )
+    _, df = run_session(spec)
+    returns = df["total_reward"].dropna()
+    assert df["frame"].iloc[-1] == 100_000
+    assert returns.max() - returns.iloc[0] >= 400, returns.tolist()

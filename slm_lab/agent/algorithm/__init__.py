@@ -3,7 +3,9 @@
 from slm_lab.agent.algorithm.actor_critic import ActorCritic
 from slm_lab.agent.algorithm.base import ALGORITHMS, Algorithm
 from slm_lab.agent.algorithm.dqn import DQN, DoubleDQN, DQNBase, VanillaDQN
+from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
 from slm_lab.agent.algorithm.ppo import PPO
+from slm_lab.agent.algorithm.reinforce import Reinforce
 from slm_lab.agent.algorithm.sarsa import SARSA
 from slm_lab.agent.algorithm.value_based import ValueBased
 
@@ -16,6 +18,8 @@ __all__ = [
     "Algorithm",
     "DQNBase",
     "DoubleDQN",
+    "PolicyGradient",
+    "Reinforce",
     "ValueBased",
     "VanillaDQN",
 ]

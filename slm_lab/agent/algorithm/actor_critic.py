@@ -1,182 +1,130 @@
-"""Actor-critic machinery shared by the policy-gradient family: nets, acting, values, log-probs.
-
-``ActorCritic`` builds either one shared net (policy outputs plus one value unit, last) or a policy ``net`` and a
-``critic_net`` with their own optimizers and LR schedulers, routing ``actor_*``/``critic_*`` net keys to each
-(contract §2.5). Subclasses write ``train``.
-"""
+"""Advantage actor-critic (A2C; A3C when distributed)."""
 
 import math
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
-from slm_lab.agent.algorithm.base import Algorithm
-from slm_lab.agent.algorithm.policy import ACTION_POLICIES
-from slm_lab.agent.net import NETS, OptimPair
-from slm_lab.agent.net.builder import build_loss, build_optimizer, init_output_layer
-from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
-from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
-from slm_lab.spec.schema import ALGORITHM_SPECS, route_net_spec
+from slm_lab.agent.algorithm.base import ALGORITHMS
+from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
+from slm_lab.agent.memory.base import OnPolicyBatch
+from slm_lab.lib.math_util import (
+    PercentileNormalizer,
+    ReturnNormalizer,
+    calc_gaes,
+    calc_nstep_returns,
+    calc_returns,
+    standardize,
+)
 
-__all__ = ["ActorCritic", "policy_out_dim"]
-
-# forward passes over a whole rollout without gradient go in chunks of this many rows
-V_CHUNK = 4096
-
-
-def policy_out_dim(
-    action_type: str, action_dim: int | list[int], log_std_init: float | None
-) -> int | list[int]:
-    """Net output size(s) for the policy head (contract §6.2)."""
-    if action_type == "discrete":
-        return int(action_dim)  # type: ignore[arg-type]
-    if action_type == "multi_discrete":
-        return list(action_dim)  # type: ignore[arg-type]
-    if action_type == "multi_binary":
-        return int(action_dim)  # type: ignore[arg-type]
-    a = int(action_dim)  # type: ignore[arg-type]
-    if action_type == "continuous" and log_std_init is None:
-        return 2  # one tail giving loc and log-scale
-    return [a, a]
+__all__ = ["ActorCritic"]
 
 
-class ActorCritic(Algorithm):
-    """Policy and value nets, acting through the action policy, and batched no-grad value estimates."""
+@ALGORITHMS.register("ActorCritic")
+class ActorCritic(PolicyGradient):
+    """Advantage actor-critic (Mnih et al. 2016, https://arxiv.org/abs/1602.01783), synchronous.
+
+    Each update, on the rollout or episodes in memory:
+    1. V(s) with gradient, and V(s′) of the true next states without (truncated steps bootstrap from V of the final
+       observation, D6);
+    2. advantages: GAE when ``lam`` is set (target A + V); else n-step returns R when ``num_step_returns`` is set
+       (A = R − V); else Monte-Carlo returns (A = G − V);
+    3. L = −c_pg·mean(log π(a|s)·standardize(A)) − β·mean(H) + c_v·loss_fn(V, V_target), one step for a shared net,
+       one step per net for separate actor and critic.
+
+    Spec example::
+
+        {"name": "ActorCritic", "action_pdtype": "default", "action_policy": "default", "gamma": 0.99,
+         "lam": 0.95, "num_step_returns": null, "entropy_coef_spec": {"name": "no_decay", "start_val": 0.01},
+         "val_loss_coef": 0.5, "training_frequency": 32}
+    """
 
     def __init__(
         self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
     ) -> None:
         super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
-        algo = spec["agent"]["algorithm"]
-        self.cfg = ALGORITHM_SPECS[algo["name"]].model_validate(algo)
-        self.gamma = float(self.cfg.gamma)
-        self.num_envs = env.num_envs
-        self.action_space = env.action_space
-        self.action_type = get_action_type(env.action_space)
-        self.pdtype = resolve_pdtype(self.action_type, self.cfg.action_pdtype)
-        self.policy = ACTION_POLICIES.get(
-            self.cfg.action_policy or "default", "agent.algorithm.action_policy"
-        )
-        self.continuous = self.action_type in ("continuous", "multi_continuous")
-        self._clip: dict[str, float | None] = {}
-        self._init_var_schedulers()
-        self._init_nets(spec["agent"]["net"])
-        self.flat_input = bool(getattr(self.net, "flat_input", True))
+        self.val_loss_coef = float(self.cfg.val_loss_coef)
+        self.return_normalizer = ReturnNormalizer() if self.cfg.normalize_v_targets else None
 
-    # construction --------------------------------------------------------------------------------------------
-    def _init_var_schedulers(self) -> None:
-        cfg = self.cfg
-        specs = {"explore_var": cfg.explore_var_spec, "entropy_coef": cfg.entropy_coef_spec}
-        for name, var_spec in specs.items():
-            if var_spec is not None:
-                self.var_schedulers[name] = self._var_scheduler(var_spec)
-
-    def _var_scheduler(self, var_spec: Any) -> VarScheduler:
-        d = var_spec.model_dump() if hasattr(var_spec, "model_dump") else dict(var_spec)
-        scheduler = VarScheduler(d)
-        if self.eval_mode:
-            scheduler.set_eval(True)
-        scheduler.update(self.clock.frame)
-        return scheduler
+    @staticmethod
+    def training_frequency(algorithm_spec: dict[str, Any]) -> int:
+        """n-step returns (``lam`` null) train every ``num_step_returns`` steps (contract §2.3)."""
+        n = algorithm_spec.get("num_step_returns")
+        if algorithm_spec.get("lam") is None and n is not None:
+            return int(n)
+        return int(algorithm_spec.get("training_frequency") or 1)
 
     def frames_per_train(self) -> int:
-        """Frames between ``train()`` calls, used to convert LR horizons in frames into scheduler steps."""
-        return max(1, int(self.cfg.training_frequency or 1) * self.num_envs)
+        return max(1, self.training_frequency(self.spec["agent"]["algorithm"]) * self.num_envs)
 
-    def _init_nets(self, net_spec: dict[str, Any]) -> None:
-        env = self.env
-        in_dim = env.state_dim if isinstance(env.state_dim, int) else int(np.prod(env.state_dim))
-        self.shared = bool(net_spec.get("shared", False))
-        actor_spec = route_net_spec(net_spec, "actor")
-        critic_spec = route_net_spec(net_spec, "critic")
-        if net_spec.get("use_same_optim"):
-            critic_spec["optim_spec"] = actor_spec.get("optim_spec")
-            critic_spec["lr_scheduler_spec"] = actor_spec.get("lr_scheduler_spec")
-        NetClass = NETS.get(net_spec["type"], "agent.net.type")
-        out = policy_out_dim(self.action_type, env.action_dim, net_spec.get("log_std_init"))
-        self.n_policy_out = len(out) if isinstance(out, list) else 1
-        if self.shared:
-            outs = [*out, 1] if isinstance(out, list) else [out, 1]
-            self.net = NetClass(actor_spec, in_dim, outs).to(self.device)
-            self.nets = {"net": self.net}
-            self.critic_net: nn.Module | None = None
-            policy_tails, value_tails = list(self.net.tails)[:-1], [self.net.tails[-1]]
-            self._add_optim("net", self.net, actor_spec)
+    def calc_advs_v_targets(
+        self, batch: OnPolicyBatch, v: torch.Tensor, v_next: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advantages and value targets, (T, N) each, by the spec's mode (GAE, n-step or Monte-Carlo)."""
+        cfg = self.cfg
+        if cfg.lam is not None:
+            advs = calc_gaes(
+                batch.rewards, v, v_next, batch.terminateds, batch.truncateds, self.gamma, cfg.lam
+            )
+            return advs, advs + v
+        if cfg.num_step_returns is not None:
+            rets = calc_nstep_returns(
+                batch.rewards,
+                batch.terminateds,
+                batch.truncateds,
+                v_next,
+                self.gamma,
+                int(cfg.num_step_returns),
+            )
         else:
-            self.net = NetClass(actor_spec, in_dim, out).to(self.device)
-            self.critic_net = NetClass(critic_spec, in_dim, 1).to(self.device)
-            self.nets = {"net": self.net, "critic_net": self.critic_net}
-            policy_tails, value_tails = list(self.net.tails), list(self.critic_net.tails)
-            self._add_optim("net", self.net, actor_spec)
-            self._add_optim("critic_net", self.critic_net, critic_spec)
-        # D3: actor_init_std / critic_init_std re-initialise the output layers, shared or separate
-        if net_spec.get("actor_init_std") is not None:
-            for tail in policy_tails:
-                init_output_layer(tail, float(net_spec["actor_init_std"]))
-        if net_spec.get("critic_init_std") is not None:
-            for tail in value_tails:
-                init_output_layer(tail, float(net_spec["critic_init_std"]))
-        self.loss_fn = build_loss(critic_spec.get("loss_spec"))
-        self.pairs = [
-            OptimPair(self.nets[name], optim, self._clip[name]) for name, optim in self.optims.items()
-        ]
+            rets = calc_returns(
+                batch.rewards, batch.terminateds, batch.truncateds, self.gamma, trunc_values=v_next
+            )
+        return rets - v, rets
 
-    def _add_optim(self, name: str, net: nn.Module, net_spec: dict[str, Any]) -> None:
-        key = "agent.net." + ("critic_" if name == "critic_net" else "") + "optim_spec"
-        optim = build_optimizer(net_spec.get("optim_spec"), net.parameters(), key)
-        self.optims[name] = optim
-        self.lr_schedulers[name] = build_lr_scheduler(
-            optim, net_spec.get("lr_scheduler_spec"), self.frames_per_train()
-        )
-        clip = net_spec.get("clip_grad_val")
-        self._clip[name] = None if clip is None else float(clip)
+    def train(self) -> float:
+        if not self.memory.ready():
+            return math.nan
+        batch: OnPolicyBatch = self.memory.sample()
+        T, N = batch.rewards.shape
+        states = self.to_tensor(batch.states.flatten(0, 1))
+        pdparam, v = self.calc_pdparam_v(states)
+        assert v is not None
+        with torch.no_grad():
+            v_next = self.calc_v_batched(self.to_tensor(batch.next_states.flatten(0, 1))).view(T, N)
+            advs, v_targets = self.calc_advs_v_targets(batch, v.detach().view(T, N), v_next)
+            if self.return_normalizer is not None:
+                self.return_normalizer.update(v_targets)
+        logp, entropy = self.log_prob_entropy(pdparam, batch.actions.flatten(0, 1))
+        loss = self.policy_loss(logp, advs.flatten(), entropy) + self.value_loss(v, v_targets.flatten())
+        self.step(loss, self.pairs)
+        self.step_lr_schedulers()
+        return float(loss.detach())
 
-    # forward passes ------------------------------------------------------------------------------------------
-    def to_tensor(self, state: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(state, device=self.device)
-        if x.dtype != torch.float32:
-            x = x.float()
-        return x.flatten(1) if self.flat_input and x.dim() > 2 else x
+    def policy_loss(self, logp: torch.Tensor, advs: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+        """−c_pg·mean(log π·standardize(A)) − β·mean(H); records the mean entropy."""
+        mean_entropy = entropy.mean()
+        self.train_stats["entropy"] = float(mean_entropy.detach())
+        loss = -float(self.cfg.policy_loss_coef) * (logp * standardize(advs)).mean()
+        if "entropy_coef" in self.var_schedulers:
+            loss = loss - self.var_schedulers["entropy_coef"].val * mean_entropy
+        return loss
 
-    def calc_pdparam_v(self, x: torch.Tensor, need_v: bool = True) -> tuple[Any, torch.Tensor | None]:
-        """Policy distribution parameters and (optionally) state values V(x) of shape (B,)."""
-        if self.shared:
-            outs = self.net(x)
-            pdparam = outs[0] if self.n_policy_out == 1 else outs[: self.n_policy_out]
-            return pdparam, outs[-1].squeeze(-1)
-        pdparam = self.net(x)
-        v = self.critic_net(x).squeeze(-1) if need_v and self.critic_net is not None else None
-        return pdparam, v
+    def value_loss(self, v: torch.Tensor, v_targets: torch.Tensor) -> torch.Tensor:
+        """c_v·loss_fn(V, V_target), both scaled by the running return std with ``normalize_v_targets``."""
+        if self.return_normalizer is not None:
+            v, v_targets = self.return_normalizer.normalize(v), self.return_normalizer.normalize(v_targets)
+        return self.val_loss_coef * self.loss_fn(v, v_targets)
 
-    def calc_v(self, x: torch.Tensor) -> torch.Tensor:
-        if self.shared:
-            return self.net(x)[-1].squeeze(-1)
-        assert self.critic_net is not None
-        return self.critic_net(x).squeeze(-1)
+    def normalizers(self) -> dict[str, ReturnNormalizer | PercentileNormalizer]:
+        return {"return_normalizer": self.return_normalizer} if self.return_normalizer is not None else {}
 
-    @torch.no_grad()
-    def calc_v_batched(self, x: torch.Tensor) -> torch.Tensor:
-        """V over a whole rollout, without gradient, in chunks."""
-        if len(x) <= V_CHUNK:
-            return self.calc_v(x)
-        return torch.cat([self.calc_v(chunk) for chunk in x.split(V_CHUNK)])
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["normalizers"] = {k: n.state_dict() for k, n in self.normalizers().items()}
+        return state
 
-    def log_prob_entropy(self, pdparam: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """log π(a|s) and H[π(·|s)], summed over action dimensions for multi-dimensional actions."""
-        pd = make_pd(self.pdtype, pdparam)
-        return log_prob_sum(pd, actions), entropy_sum(pd)
-
-    @torch.no_grad()
-    def act(self, state: np.ndarray) -> np.ndarray:
-        x = self.to_tensor(state)
-        pdparam, _ = self.calc_pdparam_v(x, need_v=False)
-        explore_var = (
-            self.var_schedulers["explore_var"].val if "explore_var" in self.var_schedulers else math.nan
-        )
-        action = self.policy(self.pdtype, pdparam, explore_var, self.action_space, self.num_envs)
-        action = action.cpu().numpy() if isinstance(action, torch.Tensor) else np.asarray(action)
-        if self.continuous:
-            action = action.reshape(self.num_envs, -1)
-        return action
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for k, n in self.normalizers().items():
+            n.load_state_dict(state["normalizers"][k])

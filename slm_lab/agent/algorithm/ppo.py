@@ -40,11 +40,9 @@ class PPO(ActorCritic):
         self.lam = float(cfg.lam)
         self.training_epoch = int(cfg.training_epoch)
         self.minibatch_size = int(cfg.minibatch_size)
-        self.val_loss_coef = float(cfg.val_loss_coef)
         self.clip_vloss = bool(cfg.clip_vloss)
         self.use_symlog = bool(cfg.symlog)
         self.var_schedulers["clip_eps"] = self._var_scheduler(cfg.clip_eps_spec)
-        self.return_normalizer = ReturnNormalizer() if cfg.normalize_v_targets else None
         self.adv_normalizer = PercentileNormalizer() if cfg.normalize_advantages == "percentile" else None
 
     @staticmethod
@@ -142,15 +140,7 @@ class PPO(ActorCritic):
         return self.val_loss_coef * self.loss_fn(v, v_targets)
 
     def normalizers(self) -> dict[str, ReturnNormalizer | PercentileNormalizer]:
-        found = {"return_normalizer": self.return_normalizer, "adv_normalizer": self.adv_normalizer}
-        return {k: v for k, v in found.items() if v is not None}
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["normalizers"] = {k: n.state_dict() for k, n in self.normalizers().items()}
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        for k, n in self.normalizers().items():
-            n.load_state_dict(state["normalizers"][k])
+        found = super().normalizers()
+        if self.adv_normalizer is not None:
+            found["adv_normalizer"] = self.adv_normalizer
+        return found

@@ -1,0 +1,190 @@
+"""Machinery shared by the policy-gradient family (Reinforce, ActorCritic, PPO): nets, acting, values, log-probs.
+
+``PolicyGradient`` builds a policy ``net`` and, for classes with a critic, either one shared net (policy outputs plus
+one value unit, last) or a separate ``critic_net`` with its own optimizer and LR scheduler, routing
+``actor_*``/``critic_*`` net keys to each (contract §2.5). Subclasses write ``train``.
+"""
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from slm_lab.agent.algorithm.base import Algorithm
+from slm_lab.agent.algorithm.policy import ACTION_POLICIES
+from slm_lab.agent.net import NETS, OptimPair
+from slm_lab.agent.net.builder import build_loss, build_optimizer, init_output_layer
+from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
+from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
+from slm_lab.spec.schema import ALGORITHM_SPECS, route_net_spec
+
+__all__ = ["PolicyGradient", "policy_out_dim"]
+
+# forward passes over a whole rollout without gradient go in chunks of this many rows
+V_CHUNK = 4096
+
+
+def policy_out_dim(
+    action_type: str, action_dim: int | list[int], log_std_init: float | None
+) -> int | list[int]:
+    """Net output size(s) for the policy head (contract §6.2)."""
+    if action_type == "discrete":
+        return int(action_dim)  # type: ignore[arg-type]
+    if action_type == "multi_discrete":
+        return list(action_dim)  # type: ignore[arg-type]
+    if action_type == "multi_binary":
+        return int(action_dim)  # type: ignore[arg-type]
+    a = int(action_dim)  # type: ignore[arg-type]
+    if action_type == "continuous" and log_std_init is None:
+        return 2  # one tail giving loc and log-scale
+    return [a, a]
+
+
+class PolicyGradient(Algorithm):
+    """A policy net (and a value estimate when ``has_critic``), acting through the action policy, batched no-grad
+    value estimates, log-probabilities and entropies."""
+
+    has_critic: ClassVar[bool] = True
+
+    def __init__(
+        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+    ) -> None:
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
+        algo = spec["agent"]["algorithm"]
+        self.cfg = ALGORITHM_SPECS[algo["name"]].model_validate(algo)
+        self.gamma = float(self.cfg.gamma)
+        self.num_envs = env.num_envs
+        self.action_space = env.action_space
+        self.action_type = get_action_type(env.action_space)
+        self.pdtype = resolve_pdtype(self.action_type, self.cfg.action_pdtype)
+        self.policy = ACTION_POLICIES.get(
+            self.cfg.action_policy or "default", "agent.algorithm.action_policy"
+        )
+        self.continuous = self.action_type in ("continuous", "multi_continuous")
+        self._clip: dict[str, float | None] = {}
+        self._init_var_schedulers()
+        self._init_nets(spec["agent"]["net"])
+        self.flat_input = bool(getattr(self.net, "flat_input", True))
+
+    # construction --------------------------------------------------------------------------------------------
+    def _init_var_schedulers(self) -> None:
+        cfg = self.cfg
+        specs = {"explore_var": cfg.explore_var_spec, "entropy_coef": cfg.entropy_coef_spec}
+        for name, var_spec in specs.items():
+            if var_spec is not None:
+                self.var_schedulers[name] = self._var_scheduler(var_spec)
+
+    def _var_scheduler(self, var_spec: Any) -> VarScheduler:
+        d = var_spec.model_dump() if hasattr(var_spec, "model_dump") else dict(var_spec)
+        scheduler = VarScheduler(d)
+        if self.eval_mode:
+            scheduler.set_eval(True)
+        scheduler.update(self.clock.frame)
+        return scheduler
+
+    def frames_per_train(self) -> int:
+        """Frames between ``train()`` calls, used to convert LR horizons in frames into scheduler steps."""
+        return max(1, int(self.cfg.training_frequency or 1) * self.num_envs)
+
+    def _init_nets(self, net_spec: dict[str, Any]) -> None:
+        env = self.env
+        in_dim = env.state_dim if isinstance(env.state_dim, int) else int(np.prod(env.state_dim))
+        self.shared = bool(net_spec.get("shared", False))
+        self.critic_net: nn.Module | None = None
+        actor_spec = route_net_spec(net_spec, "actor")
+        critic_spec = route_net_spec(net_spec, "critic")
+        if net_spec.get("use_same_optim"):
+            critic_spec["optim_spec"] = actor_spec.get("optim_spec")
+            critic_spec["lr_scheduler_spec"] = actor_spec.get("lr_scheduler_spec")
+        NetClass = NETS.get(net_spec["type"], "agent.net.type")
+        out = policy_out_dim(self.action_type, env.action_dim, net_spec.get("log_std_init"))
+        self.n_policy_out = len(out) if isinstance(out, list) else 1
+        if not self.has_critic:
+            self.net = NetClass(actor_spec, in_dim, out).to(self.device)
+            self.nets = {"net": self.net}
+            policy_tails, value_tails = list(self.net.tails), []
+            self._add_optim("net", self.net, actor_spec)
+        elif self.shared:
+            outs = [*out, 1] if isinstance(out, list) else [out, 1]
+            self.net = NetClass(actor_spec, in_dim, outs).to(self.device)
+            self.nets = {"net": self.net}
+            policy_tails, value_tails = list(self.net.tails)[:-1], [self.net.tails[-1]]
+            self._add_optim("net", self.net, actor_spec)
+        else:
+            self.net = NetClass(actor_spec, in_dim, out).to(self.device)
+            self.critic_net = NetClass(critic_spec, in_dim, 1).to(self.device)
+            self.nets = {"net": self.net, "critic_net": self.critic_net}
+            policy_tails, value_tails = list(self.net.tails), list(self.critic_net.tails)
+            self._add_optim("net", self.net, actor_spec)
+            self._add_optim("critic_net", self.critic_net, critic_spec)
+        # D3: actor_init_std / critic_init_std re-initialise the output layers, shared or separate
+        if net_spec.get("actor_init_std") is not None:
+            for tail in policy_tails:
+                init_output_layer(tail, float(net_spec["actor_init_std"]))
+        if net_spec.get("critic_init_std") is not None:
+            for tail in value_tails:
+                init_output_layer(tail, float(net_spec["critic_init_std"]))
+        self.loss_fn = build_loss(critic_spec.get("loss_spec"))
+        self.pairs = [
+            OptimPair(self.nets[name], optim, self._clip[name]) for name, optim in self.optims.items()
+        ]
+
+    def _add_optim(self, name: str, net: nn.Module, net_spec: dict[str, Any]) -> None:
+        key = "agent.net." + ("critic_" if name == "critic_net" else "") + "optim_spec"
+        optim = build_optimizer(net_spec.get("optim_spec"), net.parameters(), key)
+        self.optims[name] = optim
+        self.lr_schedulers[name] = build_lr_scheduler(
+            optim, net_spec.get("lr_scheduler_spec"), self.frames_per_train()
+        )
+        clip = net_spec.get("clip_grad_val")
+        self._clip[name] = None if clip is None else float(clip)
+
+    # forward passes ------------------------------------------------------------------------------------------
+    def to_tensor(self, state: np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(state, device=self.device)
+        if x.dtype != torch.float32:
+            x = x.float()
+        return x.flatten(1) if self.flat_input and x.dim() > 2 else x
+
+    def calc_pdparam_v(self, x: torch.Tensor, need_v: bool = True) -> tuple[Any, torch.Tensor | None]:
+        """Policy distribution parameters and (optionally) state values V(x) of shape (B,)."""
+        if self.shared and self.has_critic:
+            outs = self.net(x)
+            pdparam = outs[0] if self.n_policy_out == 1 else outs[: self.n_policy_out]
+            return pdparam, outs[-1].squeeze(-1)
+        pdparam = self.net(x)
+        v = self.critic_net(x).squeeze(-1) if need_v and self.critic_net is not None else None
+        return pdparam, v
+
+    def calc_v(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return self.net(x)[-1].squeeze(-1)
+        assert self.critic_net is not None
+        return self.critic_net(x).squeeze(-1)
+
+    @torch.no_grad()
+    def calc_v_batched(self, x: torch.Tensor) -> torch.Tensor:
+        """V over a whole rollout, without gradient, in chunks."""
+        if len(x) <= V_CHUNK:
+            return self.calc_v(x)
+        return torch.cat([self.calc_v(chunk) for chunk in x.split(V_CHUNK)])
+
+    def log_prob_entropy(self, pdparam: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log π(a|s) and H[π(·|s)], summed over action dimensions for multi-dimensional actions."""
+        pd = make_pd(self.pdtype, pdparam)
+        return log_prob_sum(pd, actions), entropy_sum(pd)
+
+    @torch.no_grad()
+    def act(self, state: np.ndarray) -> np.ndarray:
+        x = self.to_tensor(state)
+        pdparam, _ = self.calc_pdparam_v(x, need_v=False)
+        explore_var = (
+            self.var_schedulers["explore_var"].val if "explore_var" in self.var_schedulers else math.nan
+        )
+        action = self.policy(self.pdtype, pdparam, explore_var, self.action_space, self.num_envs)
+        action = action.cpu().numpy() if isinstance(action, torch.Tensor) else np.asarray(action)
+        if self.continuous:
+            action = action.reshape(self.num_envs, -1)
+        return action

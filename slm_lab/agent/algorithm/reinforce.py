@@ -1,0 +1,56 @@
+"""REINFORCE: Monte-Carlo policy gradient."""
+
+import math
+
+import torch
+
+from slm_lab.agent.algorithm.base import ALGORITHMS
+from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
+from slm_lab.agent.memory.base import OnPolicyBatch
+from slm_lab.lib.math_util import calc_returns, standardize
+
+__all__ = ["Reinforce"]
+
+
+@ALGORITHMS.register("Reinforce")
+class Reinforce(PolicyGradient):
+    """REINFORCE (Williams 1992) with an optional entropy bonus.
+
+    Each update, on the episodes (``OnPolicyReplay``) or rollout (``OnPolicyBatchReplay``) in memory:
+    1. Monte-Carlo returns G_t = r_t + γ(1 − d_t)·G_{t+1}, cut at every episode end and not bootstrapped (no critic);
+       optionally mean-centred (``center_return``);
+    2. L = −c_pg·mean(log π(a|s)·standardize(G)) − β·mean(H[π(·|s)]), β from ``entropy_coef_spec`` (0 without it);
+    3. one gradient step.
+
+    Spec example::
+
+        {"name": "Reinforce", "action_pdtype": "default", "action_policy": "default", "center_return": true,
+         "entropy_coef_spec": {"name": "linear_decay", "start_val": 0.01, "end_val": 0.001, "start_step": 0,
+                               "end_step": 20000},
+         "gamma": 0.99, "training_frequency": 1}
+    """
+
+    has_critic = False
+
+    def train(self) -> float:
+        if not self.memory.ready():
+            return math.nan
+        batch: OnPolicyBatch = self.memory.sample()
+        returns = calc_returns(batch.rewards, batch.terminateds, batch.truncateds, self.gamma).flatten()
+        if self.cfg.center_return:
+            returns = returns - returns.mean()
+        pdparam, _ = self.calc_pdparam_v(self.to_tensor(batch.states.flatten(0, 1)), need_v=False)
+        logp, entropy = self.log_prob_entropy(pdparam, batch.actions.flatten(0, 1))
+        loss = self.policy_loss(logp, returns, entropy)
+        self.step(loss, self.pairs)
+        self.step_lr_schedulers()
+        return float(loss.detach())
+
+    def policy_loss(self, logp: torch.Tensor, weights: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+        """−c_pg·mean(log π·standardize(weights)) − β·mean(H); also records the mean entropy."""
+        mean_entropy = entropy.mean()
+        self.train_stats["entropy"] = float(mean_entropy.detach())
+        loss = -float(self.cfg.policy_loss_coef) * (logp * standardize(weights)).mean()
+        if "entropy_coef" in self.var_schedulers:
+            loss = loss - self.var_schedulers["entropy_coef"].val * mean_entropy
+        return loss

@@ -1,0 +1,104 @@
+"""Reinforce and ActorCritic: net layout, advantage modes, training cadence, episodic memory per env copy."""
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from slm_lab.agent import build_agent
+from slm_lab.agent.algorithm import ActorCritic
+from slm_lab.agent.memory.base import OnPolicyBatch
+from slm_lab.env import make_env
+from slm_lab.lib.math_util import calc_gaes, calc_nstep_returns, calc_returns
+from slm_lab.spec.loader import get_spec
+
+A2C_FILE = "slm_lab/spec/benchmark/a2c/a2c_gae_cartpole.json"
+
+
+def build(spec: dict[str, Any]):
+    torch.manual_seed(0)
+    env = make_env(spec)
+    return env, build_agent(spec, env, "train", torch.device("cpu"))
+
+
+def rollout(env, agent, vector_steps: int) -> None:
+    state = env.reset(seed=0)
+    for _ in range(vector_steps):
+        action = agent.act(state)
+        step = env.step(action)
+        agent.update(state, action, step)
+        state = step.obs
+
+
+def test_reinforce_has_only_a_policy_net_and_trains_per_episode() -> None:
+    spec = get_spec("slm_lab/spec/benchmark/reinforce/reinforce_cartpole.json", "reinforce_cartpole")
+    env, agent = build(spec)
+    assert set(agent.algorithm.nets) == {"net"} and agent.algorithm.critic_net is None
+    assert agent.algorithm.net(torch.zeros(1, 4)).shape == (1, 2)
+    rollout(env, agent, 200)  # 4 copies, episodes of ~20 steps: one update per completed episode
+    assert env.clock.opt_step >= env.clock.epi - 4 > 0
+    assert np.isfinite(agent.loss) and "entropy_coef" in agent.algorithm.df_extras()
+    env.close()
+
+
+def test_nstep_mode_trains_every_num_step_returns_steps() -> None:
+    spec = get_spec(A2C_FILE, "a2c_nstep_cartpole")
+    algo_spec = spec["agent"]["algorithm"]
+    assert ActorCritic.training_frequency(algo_spec) == algo_spec["num_step_returns"] == 16
+    env, agent = build(spec)
+    rollout(env, agent, 48)
+    assert env.clock.opt_step == 3 * 2  # 3 updates, separate actor and critic
+    env.close()
+
+
+@pytest.mark.parametrize("mode", ["gae", "nstep", "mc"])
+def test_advantage_modes_match_the_estimators(mode: str) -> None:
+    spec = get_spec(A2C_FILE, "a2c_gae_cartpole")
+    algo = spec["agent"]["algorithm"]
+    algo.update(lam=0.9 if mode == "gae" else None, num_step_returns=3 if mode == "nstep" else None)
+    env, agent = build(spec)
+    T, N = 5, 2
+    g = torch.Generator().manual_seed(0)
+    batch = OnPolicyBatch(
+        states=torch.zeros(T, N, 4), actions=torch.zeros(T, N, dtype=torch.long),
+        rewards=torch.rand(T, N, generator=g), next_states=torch.zeros(T, N, 4),
+        terminateds=torch.tensor([[0, 0], [1, 0], [0, 0], [0, 0], [0, 0]], dtype=torch.bool),
+        truncateds=torch.tensor([[0, 0], [0, 0], [0, 1], [0, 0], [0, 0]], dtype=torch.bool),
+    )  # fmt: skip
+    v, v_next = torch.rand(T, N, generator=g), torch.rand(T, N, generator=g)
+    advs, targets = agent.algorithm.calc_advs_v_targets(batch, v, v_next)
+    args = (batch.rewards, batch.terminateds, batch.truncateds)
+    if mode == "gae":
+        expected = calc_gaes(batch.rewards, v, v_next, batch.terminateds, batch.truncateds, 0.99, 0.9)
+        assert torch.allclose(advs, expected) and torch.allclose(targets, expected + v)
+    elif mode == "nstep":
+        expected = calc_nstep_returns(*args, v_next, 0.99, 3)
+        assert torch.allclose(targets, expected) and torch.allclose(advs, expected - v)
+    else:
+        expected = calc_returns(*args, 0.99, trunc_values=v_next)
+        assert torch.allclose(targets, expected) and torch.allclose(advs, expected - v)
+    env.close()
+
+
+def test_shared_a2c_trains_one_net_with_a_value_tail() -> None:
+    spec = get_spec(A2C_FILE, "a2c_gae_cartpole")
+    spec["agent"]["net"].update(shared=True, optim_spec={"name": "Adam", "lr": 1e-3})
+    env, agent = build(spec)
+    assert set(agent.algorithm.nets) == {"net"}
+    rollout(env, agent, 32)
+    assert env.clock.opt_step == 1 and np.isfinite(agent.loss)
+    env.close()
+
+
+def test_a2c_with_episodic_memory_and_continuous_actions() -> None:
+    spec = get_spec("slm_lab/spec/benchmark/a2c/a2c_gae_pendulum.json", "a2c_gae_pendulum")
+    spec["agent"]["memory"] = {"name": "OnPolicyReplay"}
+    spec["agent"]["algorithm"]["training_frequency"] = 2  # episodes
+    spec["env"].update(num_envs=2, max_t=20)
+    env, agent = build(spec)
+    rollout(
+        env, agent, 40
+    )  # both copies finish two 20-step episodes: one update on 2 episodes, one on the rest
+    assert env.clock.opt_step == 2 * 2 and np.isfinite(agent.loss)
+    env.close()
