@@ -32,6 +32,7 @@ class Agent:
         if not self.learning:
             return
         self.memory.update(state, action, step.reward, step.next_state, step.terminated, step.truncated)
+        self.algorithm.on_step(state, action, step)
         if self.memory.ready():
             loss = self.algorithm.train()
             self.memory.on_train()

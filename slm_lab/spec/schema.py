@@ -42,11 +42,13 @@ __all__ = [
     "OnPolicyBatchReplaySpec",
     "OnPolicyCrossEntropySpec",
     "OnPolicyReplaySpec",
+    "PPOSILSpec",
     "PPOSpec",
     "PrioritizedReplaySpec",
     "ReinforceSpec",
     "ReplaySpec",
     "SARSASpec",
+    "SILSpec",
     "SpecModel",
     "VanillaDQNSpec",
     "VarSchedulerSpec",
@@ -204,10 +206,30 @@ class DQNSpec(VanillaDQNSpec):
     FORBIDDEN_NET_KEYS: ClassVar[tuple[str, ...]] = ()
 
 
+class _SelfImitationKeys(SpecModel):
+    """Keys of the self-imitation part shared by SIL and PPOSIL."""
+
+    sil_policy_loss_coef: float
+    sil_val_loss_coef: float
+    training_iter: int = 1
+    training_batch_iter: int
+    training_start_step: int | None = None  # None -> memory.batch_size (D20)
+
+
+class SILSpec(ActorCriticSpec, _SelfImitationKeys):
+    """A2C plus self-imitation learning from a replay of past good transitions."""
+
+
+class PPOSILSpec(PPOSpec, _SelfImitationKeys):
+    """PPO plus self-imitation learning."""
+
+
 ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {
     "PPO": PPOSpec,
     "Reinforce": ReinforceSpec,
     "ActorCritic": ActorCriticSpec,
+    "SIL": SILSpec,
+    "PPOSIL": PPOSILSpec,
     "SARSA": SARSASpec,
     "VanillaDQN": VanillaDQNSpec,
     "DQNBase": VanillaDQNSpec,
@@ -229,11 +251,24 @@ class MemorySpec(SpecModel):
     name: str
 
 
-class OnPolicyBatchReplaySpec(MemorySpec):
-    """Flat per-vector-step on-policy storage; no keys of its own."""
+class _SILReplayKeys(SpecModel):
+    """On-policy memories also describe SIL's replay: its class and size (used by SIL and PPOSIL only)."""
+
+    sil_replay_name: str | None = None
+    batch_size: int | None = None
+    max_size: int | None = None
+    use_cer: bool = False
+    alpha: float | None = None
+    epsilon: float | None = None
+    beta: float = 0.4
+    beta_end: float = 1.0
 
 
-class OnPolicyReplaySpec(MemorySpec):
+class OnPolicyBatchReplaySpec(MemorySpec, _SILReplayKeys):
+    """Flat per-vector-step on-policy storage."""
+
+
+class OnPolicyReplaySpec(MemorySpec, _SILReplayKeys):
     """Complete episodes, tracked per env copy; trains every ``training_frequency`` completed episodes."""
 
 

@@ -7,19 +7,23 @@ from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
 from slm_lab.agent.algorithm.ppo import PPO
 from slm_lab.agent.algorithm.reinforce import Reinforce
 from slm_lab.agent.algorithm.sarsa import SARSA
+from slm_lab.agent.algorithm.sil import PPOSIL, SIL, SelfImitation
 from slm_lab.agent.algorithm.value_based import ValueBased
 
 __all__ = [
     "ALGORITHMS",
     "DQN",
     "PPO",
+    "PPOSIL",
     "SARSA",
+    "SIL",
     "ActorCritic",
     "Algorithm",
     "DQNBase",
     "DoubleDQN",
     "PolicyGradient",
     "Reinforce",
+    "SelfImitation",
     "ValueBased",
     "VanillaDQN",
 ]

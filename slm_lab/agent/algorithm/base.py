@@ -59,6 +59,9 @@ class Algorithm(ABC):
     def act(self, state: np.ndarray) -> np.ndarray:
         """Actions for a batch of states (num_envs, ...), without gradient."""
 
+    def on_step(self, state: np.ndarray, action: np.ndarray, step: Any) -> None:  # noqa: B027 - optional hook
+        """Called with every vector step before training; algorithms that keep their own record (SIL) use it."""
+
     @abstractmethod
     def train(self) -> float:
         """Train if the memory is ready; return the loss or NaN."""
