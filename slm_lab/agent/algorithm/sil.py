@@ -118,13 +118,38 @@ class SelfImitation:
         self.episodes.load_state_dict(state["episodes"])
 
 
-def _with_sil(on_policy_loss: float, sil_loss: float) -> float:
-    """The loss reported for an update: on-policy plus self-imitation (when it trained)."""
-    return on_policy_loss if math.isnan(sil_loss) else on_policy_loss + sil_loss
+class _WithSelfImitation:
+    """Adds the ``SelfImitation`` part to an on-policy algorithm listed after it in the bases: every vector step is
+    observed, and each on-policy update is followed by the self-imitation updates (the reported loss is the sum)."""
+
+    sil: SelfImitation
+
+    def __init__(
+        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+    ) -> None:
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)  # type: ignore[call-arg]
+        self.sil = SelfImitation(self, spec, env, device)  # type: ignore[arg-type]
+
+    def on_step(self, state: np.ndarray, action: np.ndarray, step: Any) -> None:
+        self.sil.observe(state, action, step)
+
+    def train(self) -> float:
+        loss: float = super().train()  # type: ignore[misc]
+        if math.isnan(loss):
+            return loss
+        sil_loss = self.sil.train()
+        return loss if math.isnan(sil_loss) else loss + sil_loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "sil": self.sil.state_dict()}  # type: ignore[misc]
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)  # type: ignore[misc]
+        self.sil.load_state_dict(state["sil"])
 
 
 @ALGORITHMS.register("SIL")
-class SIL(ActorCritic):
+class SIL(_WithSelfImitation, ActorCritic):
     """A2C with self-imitation: each on-policy update is followed by the ``SelfImitation`` updates.
 
     Spec example::
@@ -134,29 +159,9 @@ class SIL(ActorCritic):
          "training_batch_iter": 4}
     """
 
-    def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
-    ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
-        self.sil = SelfImitation(self, spec, env, device)
-
-    def on_step(self, state: np.ndarray, action: np.ndarray, step: Any) -> None:
-        self.sil.observe(state, action, step)
-
-    def train(self) -> float:
-        loss = super().train()
-        return loss if math.isnan(loss) else _with_sil(loss, self.sil.train())
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "sil": self.sil.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.sil.load_state_dict(state["sil"])
-
 
 @ALGORITHMS.register("PPOSIL")
-class PPOSIL(PPO):
+class PPOSIL(_WithSelfImitation, PPO):
     """PPO with self-imitation: each PPO update is followed by the ``SelfImitation`` updates.
 
     Spec example::
@@ -165,23 +170,3 @@ class PPOSIL(PPO):
          "training_epoch": 10, "clip_eps_spec": {"name": "no_decay", "start_val": 0.2}, "val_loss_coef": 0.5,
          "sil_policy_loss_coef": 1.0, "sil_val_loss_coef": 0.01, "training_iter": 4, "training_batch_iter": 4}
     """
-
-    def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
-    ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
-        self.sil = SelfImitation(self, spec, env, device)
-
-    def on_step(self, state: np.ndarray, action: np.ndarray, step: Any) -> None:
-        self.sil.observe(state, action, step)
-
-    def train(self) -> float:
-        loss = super().train()
-        return loss if math.isnan(loss) else _with_sil(loss, self.sil.train())
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "sil": self.sil.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.sil.load_state_dict(state["sil"])

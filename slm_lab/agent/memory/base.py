@@ -8,7 +8,15 @@ import torch
 
 from slm_lab.registry import Registry
 
-__all__ = ["MEMORIES", "Memory", "OnPolicyBatch", "ReplayBatch", "action_layout"]
+__all__ = [
+    "MEMORIES",
+    "Memory",
+    "OnPolicyBatch",
+    "ReplayBatch",
+    "TransitionLayout",
+    "action_layout",
+    "transition_layout",
+]
 
 MEMORIES: Registry[type["Memory"]] = Registry("memory")
 
@@ -22,6 +30,25 @@ def action_layout(action_space: Any) -> tuple[tuple[int, ...], np.dtype]:
     if isinstance(action_space, spaces.MultiDiscrete):
         return tuple(action_space.shape), np.dtype(np.int64)
     return tuple(action_space.shape), np.dtype(np.float32)
+
+
+class TransitionLayout(NamedTuple):
+    """Per-copy shapes and storage dtypes of the observations and actions a memory keeps."""
+
+    state_shape: tuple[int, ...]
+    state_dtype: np.dtype
+    action_shape: tuple[int, ...]
+    action_dtype: np.dtype
+
+
+def transition_layout(env: Any, obs_dtype: str | None = None) -> TransitionLayout:
+    """Observations in their native dtype (uint8 frames stay uint8), float64 stored as float32, unless ``obs_dtype``
+    overrides it (D5); actions as ``action_layout``."""
+    space = env.observation_space
+    state_dtype = np.dtype(obs_dtype) if obs_dtype else np.dtype(space.dtype)
+    if obs_dtype is None and state_dtype == np.float64:
+        state_dtype = np.dtype(np.float32)
+    return TransitionLayout(tuple(space.shape), state_dtype, *action_layout(env.action_space))
 
 
 class ReplayBatch(NamedTuple):

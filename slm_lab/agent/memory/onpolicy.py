@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slm_lab.agent.memory.base import MEMORIES, Memory, OnPolicyBatch, action_layout
+from slm_lab.agent.memory.base import MEMORIES, Memory, OnPolicyBatch, transition_layout
 
 __all__ = ["OnPolicyBatchReplay", "OnPolicyCrossEntropy", "OnPolicyReplay"]
 
@@ -53,15 +53,10 @@ class OnPolicyBatchReplay(Memory):
         training_frequency: int,
         device: torch.device,
     ) -> "OnPolicyBatchReplay":
-        state_shape, state_dtype = env.observation_space.shape, env.observation_space.dtype
-        action_shape, action_dtype = action_layout(env.action_space)
         return cls(
             training_frequency=training_frequency,
             num_envs=env.num_envs,
-            state_shape=state_shape,
-            state_dtype=np.float32 if state_dtype == np.float64 else state_dtype,
-            action_shape=action_shape,
-            action_dtype=action_dtype,
+            **transition_layout(env)._asdict(),
             device=device,
         )
 
@@ -335,16 +330,8 @@ class OnPolicyCrossEntropy(OnPolicyReplay):
 
 
 def _layout(env: Any) -> dict[str, Any]:
-    """Per-copy storage layout from the env: native observation dtype except float64 → float32."""
-    state_dtype = np.dtype(env.observation_space.dtype)
-    action_shape, action_dtype = action_layout(env.action_space)
-    return {
-        "num_envs": env.num_envs,
-        "state_shape": tuple(env.observation_space.shape),
-        "state_dtype": np.dtype(np.float32) if state_dtype == np.float64 else state_dtype,
-        "action_shape": action_shape,
-        "action_dtype": action_dtype,
-    }
+    """Constructor keywords for an episodic memory: the env's copy count and ``transition_layout``."""
+    return {"num_envs": env.num_envs, **transition_layout(env)._asdict()}
 
 
 def _pack(episodes: list[Episode], buffers: tuple[np.ndarray, ...]) -> dict[str, torch.Tensor]:

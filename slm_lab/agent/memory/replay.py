@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slm_lab.agent.memory.base import MEMORIES, Memory, ReplayBatch, action_layout
+from slm_lab.agent.memory.base import MEMORIES, Memory, ReplayBatch, transition_layout
 from slm_lab.agent.memory.sampler import PrioritizedSampler, Sampler, UniformSampler
 from slm_lab.agent.memory.storage import CircularStorage
 from slm_lab.spec.schema import PrioritizedReplaySpec, ReplaySpec
@@ -15,18 +15,8 @@ __all__ = ["PrioritizedReplay", "Replay"]
 
 def _storage_from_spec(cfg: ReplaySpec, env: Any, device: torch.device) -> CircularStorage:
     """Observations in their native dtype, float64 as float32, unless ``obs_dtype`` says otherwise (→D5)."""
-    obs_space = env.observation_space
-    state_dtype = np.dtype(cfg.obs_dtype) if cfg.obs_dtype else np.dtype(obs_space.dtype)
-    if cfg.obs_dtype is None and state_dtype == np.float64:
-        state_dtype = np.dtype(np.float32)
-    action_shape, action_dtype = action_layout(env.action_space)
     return CircularStorage(
-        max_size=int(cfg.max_size),
-        state_shape=tuple(obs_space.shape),
-        state_dtype=state_dtype,
-        action_shape=action_shape,
-        action_dtype=action_dtype,
-        device=device,
+        max_size=int(cfg.max_size), **transition_layout(env, cfg.obs_dtype)._asdict(), device=device
     )
 
 
