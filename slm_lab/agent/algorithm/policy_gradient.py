@@ -22,6 +22,8 @@ from slm_lab.spec.schema import ALGORITHM_SPECS, route_net_spec
 
 __all__ = ["PolicyGradient", "policy_out_dim"]
 
+# Beta actions are kept this far inside (0, 1), where its log-density is finite
+_BETA_EPS = 1e-6
 # forward passes over a whole rollout without gradient go in chunks of this many rows
 V_CHUNK = 4096
 
@@ -174,6 +176,8 @@ class PolicyGradient(Algorithm):
     def log_prob_entropy(self, pdparam: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log π(a|s) and H[π(·|s)], summed over action dimensions for multi-dimensional actions."""
         pd = make_pd(self.pdtype, pdparam)
+        if self.pdtype == "Beta":  # env actions in [-1, 1] back to the Beta's support (0, 1)
+            actions = ((actions + 1.0) / 2.0).clamp(_BETA_EPS, 1.0 - _BETA_EPS)
         return log_prob_sum(pd, actions), entropy_sum(pd)
 
     @torch.no_grad()
@@ -185,6 +189,10 @@ class PolicyGradient(Algorithm):
         )
         action = self.policy(self.pdtype, pdparam, explore_var, self.action_space, self.num_envs)
         action = action.cpu().numpy() if isinstance(action, torch.Tensor) else np.asarray(action)
+        if (
+            self.pdtype == "Beta"
+        ):  # a Beta sample x ∈ (0, 1) acts as 2x − 1 ∈ (−1, 1), the env's normalised range
+            action = 2.0 * action - 1.0
         if self.continuous:
             action = action.reshape(self.num_envs, -1)
         return action

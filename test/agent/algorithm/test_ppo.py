@@ -168,3 +168,32 @@ def test_entropy_coef_absent_means_zero_but_entropy_is_logged() -> None:
     extras = agent.algorithm.df_extras()
     assert "entropy_coef" not in extras and np.isfinite(extras["entropy"])
     env.close()
+
+
+@pytest.mark.parametrize(
+    ("pdtype", "env_name"), [("Beta", "Pendulum-v1"), ("MultivariateNormal", "LunarLander-v3")]
+)
+def test_continuous_distributions_act_in_the_normalised_range(pdtype: str, env_name: str) -> None:
+    """Beta samples x ∈ (0, 1) act as 2x − 1 and are scored back at x; MultivariateNormal for multi-dim actions."""
+    spec = base_spec()
+    spec["env"]["name"] = env_name
+    if env_name.startswith("LunarLander"):
+        spec["env"]["continuous"] = True
+    spec["agent"]["algorithm"]["action_pdtype"] = pdtype
+    env, agent = build(spec)
+    algo = agent.algorithm
+    state = env.reset(seed=0)
+    actions = np.concatenate([agent.act(state) for _ in range(50)])
+    if pdtype == "Beta":
+        assert actions.min() < 0 < actions.max() and np.abs(actions).max() < 1
+        x = torch.as_tensor(state, dtype=torch.float32)
+        pdparam, _ = algo.calc_pdparam_v(x, need_v=False)
+        a = torch.as_tensor(actions[:2])
+        logp, _ = algo.log_prob_entropy(pdparam, a)
+        expected = torch.distributions.Beta(
+            *(torch.nn.functional.softplus(p) + 1 for p in pdparam.unbind(-1))
+        )
+        assert torch.allclose(logp, expected.log_prob(((a + 1) / 2).squeeze(-1)), atol=1e-5)
+    rollout(env, agent, 64)
+    assert np.isfinite(agent.loss)
+    env.close()
