@@ -14,7 +14,6 @@ from slm_lab.lib.math_util import (
     calc_gaes,
     calc_nstep_returns,
     calc_returns,
-    standardize,
 )
 
 __all__ = ["ActorCritic"]
@@ -100,15 +99,6 @@ class ActorCritic(PolicyGradient):
         self.step(loss, self.pairs)
         self.step_lr_schedulers()
         return float(loss.detach())
-
-    def policy_loss(self, logp: torch.Tensor, advs: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
-        """−c_pg·mean(log π·standardize(A)) − β·mean(H); records the mean entropy."""
-        mean_entropy = entropy.mean()
-        self.train_stats["entropy"] = float(mean_entropy.detach())
-        loss = -float(self.cfg.policy_loss_coef) * (logp * standardize(advs)).mean()
-        if "entropy_coef" in self.var_schedulers:
-            loss = loss - self.var_schedulers["entropy_coef"].val * mean_entropy
-        return loss
 
     def value_loss(self, v: torch.Tensor, v_targets: torch.Tensor) -> torch.Tensor:
         """c_v·loss_fn(V, V_target), both scaled by the running return std with ``normalize_v_targets``."""

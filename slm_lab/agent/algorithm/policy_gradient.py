@@ -17,6 +17,7 @@ from slm_lab.agent.algorithm.policy import ACTION_POLICIES
 from slm_lab.agent.net import NETS, OptimPair
 from slm_lab.agent.net.builder import build_loss, build_optimizer, init_output_layer
 from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
+from slm_lab.lib.math_util import standardize
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
 from slm_lab.spec.schema import ALGORITHM_SPECS, route_net_spec
 
@@ -179,6 +180,17 @@ class PolicyGradient(Algorithm):
         if self.pdtype == "Beta":  # env actions in [-1, 1] back to the Beta's support (0, 1)
             actions = ((actions + 1.0) / 2.0).clamp(_BETA_EPS, 1.0 - _BETA_EPS)
         return log_prob_sum(pd, actions), entropy_sum(pd)
+
+    def policy_loss(self, logp: torch.Tensor, weights: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+        """The policy-gradient loss −c_pg·mean(log π·standardize(weights)) − β·mean(H), with weights the returns
+        (Reinforce) or advantages (ActorCritic); β from ``entropy_coef_spec`` (0 without it). Records the mean
+        entropy."""
+        mean_entropy = entropy.mean()
+        self.train_stats["entropy"] = float(mean_entropy.detach())
+        loss = -float(self.cfg.policy_loss_coef) * (logp * standardize(weights)).mean()
+        if "entropy_coef" in self.var_schedulers:
+            loss = loss - self.var_schedulers["entropy_coef"].val * mean_entropy
+        return loss
 
     @torch.no_grad()
     def act(self, state: np.ndarray) -> np.ndarray:

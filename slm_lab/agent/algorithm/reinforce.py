@@ -2,12 +2,10 @@
 
 import math
 
-import torch
-
 from slm_lab.agent.algorithm.base import ALGORITHMS
 from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
 from slm_lab.agent.memory.base import OnPolicyBatch
-from slm_lab.lib.math_util import calc_returns, standardize
+from slm_lab.lib.math_util import calc_returns
 
 __all__ = ["Reinforce"]
 
@@ -45,12 +43,3 @@ class Reinforce(PolicyGradient):
         self.step(loss, self.pairs)
         self.step_lr_schedulers()
         return float(loss.detach())
-
-    def policy_loss(self, logp: torch.Tensor, weights: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
-        """−c_pg·mean(log π·standardize(weights)) − β·mean(H); also records the mean entropy."""
-        mean_entropy = entropy.mean()
-        self.train_stats["entropy"] = float(mean_entropy.detach())
-        loss = -float(self.cfg.policy_loss_coef) * (logp * standardize(weights)).mean()
-        if "entropy_coef" in self.var_schedulers:
-            loss = loss - self.var_schedulers["entropy_coef"].val * mean_entropy
-        return loss
