@@ -10,19 +10,9 @@ from slm_lab.agent.memory.base import MEMORIES, Memory, OnPolicyBatch, transitio
 __all__ = ["OnPolicyBatchReplay", "OnPolicyCrossEntropy", "OnPolicyReplay"]
 
 
-@MEMORIES.register("OnPolicyBatchReplay")
-class OnPolicyBatchReplay(Memory):
-    """A fixed-length rollout of ``training_frequency`` vector steps, preallocated as (T, N, ...) arrays.
-
-    ``ready()`` is true once T vector steps are stored; ``sample()`` returns the whole rollout as tensors in one device
-    transfer and starts a fresh rollout (fresh arrays, so returned tensors never alias storage being refilled).
-
-    Spec example::
-
-        {"name": "OnPolicyBatchReplay"}
-    """
-
-    FIELDS = OnPolicyBatch._fields  # states, actions, rewards, next_states, terminateds, truncateds
+class _OnPolicyMemory(Memory):
+    """What the on-policy memories share: the training cadence, the copy count, the per-copy layout of states and
+    actions (``transition_layout``), the device, and construction from the spec."""
 
     def __init__(
         self,
@@ -35,13 +25,11 @@ class OnPolicyBatchReplay(Memory):
         action_dtype: np.dtype,
         device: torch.device,
     ) -> None:
-        self.size = int(training_frequency)
-        self.num_envs = num_envs
+        self.training_frequency = int(training_frequency)
+        self.num_envs = int(num_envs)
         self.state_shape, self.state_dtype = tuple(state_shape), np.dtype(state_dtype)
         self.action_shape, self.action_dtype = tuple(action_shape), np.dtype(action_dtype)
         self.device = device
-        self.head = 0
-        self._alloc()
 
     @classmethod
     def from_spec(
@@ -52,13 +40,38 @@ class OnPolicyBatchReplay(Memory):
         algorithm_spec: dict[str, Any],
         training_frequency: int,
         device: torch.device,
-    ) -> "OnPolicyBatchReplay":
+    ) -> "_OnPolicyMemory":
+        layout = transition_layout(env)._asdict()
         return cls(
-            training_frequency=training_frequency,
-            num_envs=env.num_envs,
-            **transition_layout(env)._asdict(),
-            device=device,
-        )
+            training_frequency=training_frequency, num_envs=env.num_envs, device=device, **layout,
+            **cls.spec_kwargs(memory_spec),
+        )  # fmt: skip
+
+    @classmethod
+    def spec_kwargs(cls, memory_spec: dict[str, Any]) -> dict[str, Any]:
+        """Constructor keywords read from the memory spec beyond the common ones."""
+        return {}
+
+
+@MEMORIES.register("OnPolicyBatchReplay")
+class OnPolicyBatchReplay(_OnPolicyMemory):
+    """A fixed-length rollout of ``training_frequency`` vector steps, preallocated as (T, N, ...) arrays.
+
+    ``ready()`` is true once T vector steps are stored; ``sample()`` returns the whole rollout as tensors in one device
+    transfer and starts a fresh rollout (fresh arrays, so returned tensors never alias storage being refilled).
+
+    Spec example::
+
+        {"name": "OnPolicyBatchReplay"}
+    """
+
+    FIELDS = OnPolicyBatch._fields  # states, actions, rewards, next_states, terminateds, truncateds
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size = self.training_frequency  # vector steps per rollout
+        self.head = 0
+        self._alloc()
 
     def _alloc(self) -> None:
         T, N = self.size, self.num_envs
@@ -108,7 +121,7 @@ Episode = tuple[np.ndarray, ...]
 
 
 @MEMORIES.register("OnPolicyReplay")
-class OnPolicyReplay(Memory):
+class OnPolicyReplay(_OnPolicyMemory):
     """Complete episodes, tracked per env copy (→D16), for episodic on-policy algorithms such as Reinforce.
 
     Vector steps are written into one growing (capacity, N, ...) buffer, exactly as they arrive, so a step costs a few
@@ -130,39 +143,13 @@ class OnPolicyReplay(Memory):
     INITIAL_CAPACITY = 64
     """Vector steps preallocated at first; small because image observations are large and the buffer grows."""
 
-    def __init__(
-        self,
-        *,
-        training_frequency: int,
-        num_envs: int,
-        state_shape: tuple[int, ...],
-        state_dtype: np.dtype,
-        action_shape: tuple[int, ...],
-        action_dtype: np.dtype,
-        device: torch.device,
-    ) -> None:
-        self.training_frequency = int(training_frequency)
-        self.num_envs = int(num_envs)
-        self.state_shape, self.state_dtype = tuple(state_shape), np.dtype(state_dtype)
-        self.action_shape, self.action_dtype = tuple(action_shape), np.dtype(action_dtype)
-        self.device = device
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.completed: list[Episode] = []
         """Completed episodes, oldest first."""
         self.returns: list[float] = []
         """Sum of the stored rewards of each completed episode (same order as ``completed``)."""
         self._reset_buffer(self.INITIAL_CAPACITY)
-
-    @classmethod
-    def from_spec(
-        cls,
-        memory_spec: dict[str, Any],
-        *,
-        env: Any,
-        algorithm_spec: dict[str, Any],
-        training_frequency: int,
-        device: torch.device,
-    ) -> "OnPolicyReplay":
-        return cls(training_frequency=training_frequency, device=device, **_layout(env))
 
     # ---------------------------------------------------------------------------------------------------------
     # storage
@@ -306,32 +293,14 @@ class OnPolicyCrossEntropy(OnPolicyReplay):
         self.cross_entropy = float(cross_entropy)
 
     @classmethod
-    def from_spec(
-        cls,
-        memory_spec: dict[str, Any],
-        *,
-        env: Any,
-        algorithm_spec: dict[str, Any],
-        training_frequency: int,
-        device: torch.device,
-    ) -> "OnPolicyCrossEntropy":
-        return cls(
-            cross_entropy=memory_spec.get("cross_entropy", 1.0),
-            training_frequency=training_frequency,
-            device=device,
-            **_layout(env),
-        )
+    def spec_kwargs(cls, memory_spec: dict[str, Any]) -> dict[str, Any]:
+        return {"cross_entropy": memory_spec.get("cross_entropy", 1.0)}
 
     def _select(self, episodes: list[Episode], returns: list[float]) -> list[Episode]:
         if self.cross_entropy >= 1.0 or not episodes:
             return episodes
         threshold = np.percentile(returns, self.cross_entropy * 100)
         return [ep for ep, ret in zip(episodes, returns, strict=True) if ret >= threshold]
-
-
-def _layout(env: Any) -> dict[str, Any]:
-    """Constructor keywords for an episodic memory: the env's copy count and ``transition_layout``."""
-    return {"num_envs": env.num_envs, **transition_layout(env)._asdict()}
 
 
 def _pack(episodes: list[Episode], buffers: tuple[np.ndarray, ...]) -> dict[str, torch.Tensor]:
