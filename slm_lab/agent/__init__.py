@@ -72,7 +72,11 @@ def build_agent(spec: dict[str, Any], env: Any, mode: str, device: torch.device 
     memory_cls = MEMORIES.get(memory_spec["name"], "agent.memory.name")
     training_frequency = algo_cls.training_frequency(algo_spec)
     memory = memory_cls.from_spec(
-        memory_spec, env=env, algorithm_spec=algo_spec, training_frequency=training_frequency, device=device
+        memory_spec,
+        env=env,
+        algorithm_spec=algo_cls.memory_algorithm_spec(algo_spec, memory_spec),
+        training_frequency=training_frequency,
+        device=device,
     )
     algorithm = algo_cls(spec=spec, env=env, memory=memory, device=device, mode=mode)
     return Agent(algorithm, memory, mode)

@@ -31,8 +31,10 @@ __all__ = [
     "AgentSpec",
     "AlgorithmSpec",
     "ComponentSpec",
+    "CrossQSpec",
     "DQNSpec",
     "DuelingMLPNetSpec",
+    "EntropyAnnealSpec",
     "EnvSpec",
     "LabSpec",
     "MLPNetSpec",
@@ -49,6 +51,7 @@ __all__ = [
     "ReplaySpec",
     "SARSASpec",
     "SILSpec",
+    "SoftActorCriticSpec",
     "SpecModel",
     "VanillaDQNSpec",
     "VarSchedulerSpec",
@@ -224,6 +227,50 @@ class PPOSILSpec(PPOSpec, _SelfImitationKeys):
     """PPO plus self-imitation learning."""
 
 
+class EntropyAnnealSpec(SpecModel):
+    """Discrete SAC/CrossQ target entropy H̄ = ratio·log|A|, the ratio moving linearly from ``start_ratio`` to
+    ``end_ratio`` (default: ``start_ratio``, constant) over ``frames`` env frames."""
+
+    start_ratio: float = 0.6
+    end_ratio: float | None = None
+    frames: int = Field(default=0, ge=0)
+
+
+class SoftActorCriticSpec(AlgorithmSpec):
+    """Soft Actor-Critic, continuous (tanh-squashed Normal) or discrete (exact expectation over actions)."""
+
+    MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("Replay", "PrioritizedReplay")
+
+    training_frequency: int
+    training_start_step: int | None = (
+        None  # None -> max(1000, memory.batch_size); also the random warm-up frames
+    )
+    training_iter: int | None = Field(default=None, ge=1)  # None -> env.num_envs
+    symlog: bool = False
+    policy_delay: int = Field(default=1, ge=1)
+    entropy_penalty_coef: float = 0.0
+    log_alpha_min: float = -5.0
+    log_alpha_max: float = 2.0
+    alpha_lr: float | None = None
+    fixed_alpha: float | None = Field(default=None, ge=0.0)
+    alpha_anneal_frames: int = Field(default=0, ge=0)
+    spectral_norm: bool = False
+    target_entropy: Literal["auto"] | float = "auto"
+    entropy_anneal: EntropyAnnealSpec = Field(default_factory=EntropyAnnealSpec)
+
+    @model_validator(mode="after")
+    def _check_alpha_range(self) -> "SoftActorCriticSpec":
+        if self.log_alpha_min > self.log_alpha_max:
+            raise ValueError(
+                f"log_alpha_min ({self.log_alpha_min}) must not exceed log_alpha_max ({self.log_alpha_max})"
+            )
+        return self
+
+
+class CrossQSpec(SoftActorCriticSpec):
+    """CrossQ: SAC without target nets; critics from ``agent.critic_net`` (batch renormalization) when given."""
+
+
 ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {
     "PPO": PPOSpec,
     "Reinforce": ReinforceSpec,
@@ -235,6 +282,8 @@ ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {
     "DQNBase": VanillaDQNSpec,
     "DQN": DQNSpec,
     "DoubleDQN": DQNSpec,
+    "SoftActorCritic": SoftActorCriticSpec,
+    "CrossQ": CrossQSpec,
 }
 
 # Renamed algorithm keys (D9): alias -> canonical. Both given with different values is an error.
@@ -337,6 +386,9 @@ class MLPNetSpec(NetSpec):
     hid_layers_activation: str
     layer_norm: bool = False
     batch_norm: bool = False
+    batch_renorm: bool | dict[str, float] | None = (
+        False  # clone: BatchRenorm1d after each hidden Linear (CrossQ)
+    )
 
 
 class DuelingMLPNetSpec(MLPNetSpec):

@@ -26,6 +26,15 @@ def shipped_specs() -> list[tuple[str, str]]:
 
 
 SPECS = shipped_specs()
+# template specs take their env on the command line (-s env=...); the smoke test fills in a light env of the same
+# action type, since MuJoCo itself is not part of the default install
+TEMPLATE_SETS = {"mujoco": ["env=Pendulum-v1", "max_frame=1000"]}
+
+
+def template_sets(spec_file: str) -> list[str] | None:
+    if "${" not in (SPEC_DIR / spec_file).read_text():
+        return None
+    return next(sets for key, sets in TEMPLATE_SETS.items() if key in spec_file)
 
 
 def test_the_shipped_specs_cover_the_value_based_family() -> None:
@@ -34,12 +43,25 @@ def test_the_shipped_specs_cover_the_value_based_family() -> None:
             "ddqn_per_lunar", "sarsa_epsilon_greedy_cartpole", "ppo_cartpole"} <= names  # fmt: skip
 
 
+def test_the_shipped_specs_cover_sac_and_crossq() -> None:
+    names = {name for _, name in SPECS}
+    assert {"sac_pendulum", "sac_lunar", "sac_per_lunar", "sac_cartpole", "sac_mujoco", "crossq_pendulum",
+            "crossq_lunar", "crossq_cartpole", "crossq_mujoco"} <= names  # fmt: skip
+
+
+def test_the_mujoco_templates_substitute_env_and_max_frame() -> None:
+    for spec_file, name in SPECS:
+        if "mujoco" in spec_file:
+            spec = get_spec(spec_file, name, ["env=Pendulum-v1", "max_frame=2e6"])
+            assert spec["env"]["name"] == "Pendulum-v1" and spec["env"]["max_frame"] == 2_000_000
+
+
 @pytest.mark.parametrize(("spec_file", "spec_name"), SPECS, ids=[f"{f}:{n}" for f, n in SPECS])
 def test_spec_runs_in_test_mode(
     spec_file: str, spec_name: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PY_ENV", "test")
-    spec = override_spec(get_spec(spec_file, spec_name), "test")
+    spec = override_spec(get_spec(spec_file, spec_name, template_sets(spec_file)), "test")
     spec["meta"]["random_seed"] = 0
     tick(spec, "trial")
     tick(spec, "session")

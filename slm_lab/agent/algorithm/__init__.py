@@ -6,6 +6,7 @@ from slm_lab.agent.algorithm.dqn import DQN, DoubleDQN, DQNBase, VanillaDQN
 from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
 from slm_lab.agent.algorithm.ppo import PPO
 from slm_lab.agent.algorithm.reinforce import Reinforce
+from slm_lab.agent.algorithm.sac import CrossQ, SoftActorCritic
 from slm_lab.agent.algorithm.sarsa import SARSA
 from slm_lab.agent.algorithm.sil import PPOSIL, SIL, SelfImitation
 from slm_lab.agent.algorithm.value_based import ValueBased
@@ -19,11 +20,13 @@ __all__ = [
     "SIL",
     "ActorCritic",
     "Algorithm",
+    "CrossQ",
     "DQNBase",
     "DoubleDQN",
     "PolicyGradient",
     "Reinforce",
     "SelfImitation",
+    "SoftActorCritic",
     "ValueBased",
     "VanillaDQN",
 ]

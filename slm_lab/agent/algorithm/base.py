@@ -44,7 +44,8 @@ class Algorithm(ABC):
         self.optims: dict[str, torch.optim.Optimizer] = {}
         self.lr_schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.var_schedulers: dict[str, VarScheduler] = {}
-        self.train_stats: dict[str, float] = {}  # last update's diagnostics, e.g. entropy
+        self.train_stats: dict[str, float | torch.Tensor] = {}  # last update's diagnostics, e.g. entropy
+        self.flat_input = True  # nets take (B, D); set from the net after it is built
         strict = mode == "test"
         self.strict = strict
         self.checker = TrainingChecker(strict) if mode in ("dev", "test") else None
@@ -53,6 +54,20 @@ class Algorithm(ABC):
     def training_frequency(algorithm_spec: dict[str, Any]) -> int:
         """The memory's training cadence for this algorithm's spec (PPO overrides it with ``time_horizon``)."""
         return int(algorithm_spec.get("training_frequency") or 1)
+
+    @staticmethod
+    def memory_algorithm_spec(algorithm_spec: dict[str, Any], memory_spec: dict[str, Any]) -> dict[str, Any]:
+        """The algorithm spec as the memory reads it, with this algorithm's defaults filled in (SAC defaults
+        ``training_start_step`` to ``max(1000, batch_size)``)."""
+        return algorithm_spec
+
+    def to_tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Observations to float32 on the device (uint8 frames are converted there, not on the CPU), flattened to
+        (B, D) for nets that take flat inputs."""
+        x = torch.as_tensor(x, device=self.device)
+        if x.dtype != torch.float32:
+            x = x.float()
+        return x.flatten(1) if self.flat_input and x.dim() > 2 else x
 
     # acting and learning -------------------------------------------------------------------------------------
     @abstractmethod
@@ -90,7 +105,8 @@ class Algorithm(ABC):
 
     def df_extras(self) -> dict[str, float]:
         """Extra dataframe columns in registration order: grad_norm (dev/test), explore_var, entropy_coef,
-        entropy, clip_eps."""
+        entropy, clip_eps, alpha. Diagnostics may be kept as tensors; they are read here, once per checkpoint, so
+        the training loop never waits on a device-to-host copy."""
         extras: dict[str, float] = {}
         if self.checker is not None:
             extras["grad_norm"] = self.checker.grad_norm
@@ -98,9 +114,11 @@ class Algorithm(ABC):
             if name in self.var_schedulers:
                 extras[name] = self.var_schedulers[name].val
         if "entropy" in self.train_stats:
-            extras["entropy"] = self.train_stats["entropy"]
+            extras["entropy"] = float(self.train_stats["entropy"])
         if "clip_eps" in self.var_schedulers:
             extras["clip_eps"] = self.var_schedulers["clip_eps"].val
+        if "alpha" in self.train_stats:
+            extras["alpha"] = float(self.train_stats["alpha"])
         return extras
 
     # state ---------------------------------------------------------------------------------------------------

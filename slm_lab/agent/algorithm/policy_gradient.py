@@ -145,12 +145,6 @@ class PolicyGradient(Algorithm):
         self._clip[name] = None if clip is None else float(clip)
 
     # forward passes ------------------------------------------------------------------------------------------
-    def to_tensor(self, state: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(state, device=self.device)
-        if x.dtype != torch.float32:
-            x = x.float()
-        return x.flatten(1) if self.flat_input and x.dim() > 2 else x
-
     def calc_pdparam_v(self, x: torch.Tensor, need_v: bool = True) -> tuple[Any, torch.Tensor | None]:
         """Policy distribution parameters and (optionally) state values V(x) of shape (B,)."""
         if self.shared and self.has_critic:

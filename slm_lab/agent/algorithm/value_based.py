@@ -91,13 +91,6 @@ class ValueBased(Algorithm):
     def frames_per_train(self) -> int:
         return max(1, int(self.cfg.training_frequency or 1) * self.num_envs)
 
-    def to_tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Observations to float32 on the device (uint8 frames are converted there, not on the CPU)."""
-        x = torch.as_tensor(x, device=self.device)
-        if x.dtype != torch.float32:
-            x = x.float()
-        return x.flatten(1) if self.flat_input and x.dim() > 2 else x
-
     @property
     def explore_var(self) -> float:
         scheduler = self.var_schedulers.get("explore_var")

@@ -10,9 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from slm_lab.agent.net.layers import BatchRenorm1d
 from slm_lab.errors import SpecError
 
 __all__ = [
+    "batch_renorm_kwargs",
     "build_loss",
     "build_mlp",
     "build_optimizer",
@@ -54,19 +56,44 @@ def get_activation(name: str | None, key: str = "agent.net.hid_layers_activation
 
 
 def build_mlp(
-    in_dim: int, hid_layers: list[int], activation: str, layer_norm: bool = False, batch_norm: bool = False
+    in_dim: int,
+    hid_layers: list[int],
+    activation: str,
+    layer_norm: bool = False,
+    batch_norm: bool = False,
+    batch_renorm: dict[str, Any] | None = None,
 ) -> nn.Sequential:
-    """Linear -> [BatchNorm1d | LayerNorm] -> activation for each hidden width."""
+    """Linear -> [BatchRenorm1d | BatchNorm1d | LayerNorm] -> activation for each hidden width.
+
+    ``batch_renorm`` holds ``BatchRenorm1d`` keyword arguments (``momentum``, ``eps``, ``warmup_steps``); None means
+    no batch renorm."""
     layers: list[nn.Module] = []
     for width in hid_layers:
         layers.append(nn.Linear(in_dim, width))
-        if batch_norm:
+        if batch_renorm is not None:
+            layers.append(BatchRenorm1d(width, **batch_renorm))
+        elif batch_norm:
             layers.append(nn.BatchNorm1d(width))
         elif layer_norm:
             layers.append(nn.LayerNorm(width))
         layers.append(get_activation(activation))
         in_dim = width
     return nn.Sequential(*layers)
+
+
+def batch_renorm_kwargs(value: bool | dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``batch_renorm`` net key as ``BatchRenorm1d`` keyword arguments: false/null -> None (off), true -> the
+    layer's defaults, a dict -> those settings (``momentum``, ``eps``, ``warmup_steps``, ``r_max_end``,
+    ``d_max_end``)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    allowed = ("momentum", "eps", "warmup_steps", "r_max_end", "d_max_end")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise SpecError(f"agent.net.batch_renorm: unknown key(s) {unknown}; valid keys: {', '.join(allowed)}")
+    return dict(value)
 
 
 def build_tails(in_dim: int, out_dim: int | list[int]) -> nn.ModuleList:

@@ -15,7 +15,7 @@ import torch
 from loguru import logger
 from torch import nn
 
-from slm_lab.agent.net.builder import build_mlp, init_layers
+from slm_lab.agent.net.builder import batch_renorm_kwargs, build_mlp, init_layers
 from slm_lab.agent.net.mlp import NETS
 from slm_lab.errors import SpecError
 
@@ -84,7 +84,12 @@ class DuelingMLPNet(nn.Module):
                 "Q-values"
             )
         self.body = build_mlp(
-            in_dim, hid_layers, activation, bool(net_spec.get("layer_norm")), bool(net_spec.get("batch_norm"))
+            in_dim,
+            hid_layers,
+            activation,
+            bool(net_spec.get("layer_norm")),
+            bool(net_spec.get("batch_norm")),
+            batch_renorm_kwargs(net_spec.get("batch_renorm")),
         )
         self.head = DuelingHead(hid_layers[-1] if hid_layers else in_dim, self.out_dim)
         init_layers(self, net_spec.get("init_fn"), activation)
