@@ -8,6 +8,7 @@ joint batch of current and next state-actions.
 
 import copy
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -298,6 +299,14 @@ class SoftActorCritic(Algorithm):
         losses = [self.train_iteration(self.memory.sample()) for _ in range(self.training_iter)]
         self.step_lr_schedulers()
         return float(torch.stack(losses).mean())
+
+    def step_lr_schedulers(self) -> None:
+        """Every scheduler steps once per ``train()``, so that all nets follow the same frame horizon. With
+        ``policy_delay`` > ``training_iter`` the actor's first train() calls have no actor step yet, for which torch
+        warns that the schedule skips its first value; that is intended here, so the warning is silenced."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            super().step_lr_schedulers()
 
     def train_iteration(self, batch: ReplayBatch) -> torch.Tensor:
         """One critic step and, every ``policy_delay`` iterations, the actor, α and target updates; one opt_step."""
