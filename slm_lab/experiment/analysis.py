@@ -3,6 +3,11 @@ summary lines (§4.8).
 
 The first half is pure functions of numpy series; the second half reads and writes the run folder. No torch here.
 
+Beyond the reference (B3), each trial also reports the interquartile mean (IQM) of its sessions' final scores (each
+session's ``total_reward_ma``) with a stratified-bootstrap 95% confidence interval, as extra keys after
+``METRICS_COLS`` (``TRIAL_STATS_KEYS``); the ``trial_metrics:`` line keeps its exact reference shape and the IQM gets
+a line of its own. The bootstrap is seeded, so a retro analysis reproduces the numbers exactly.
+
 Conventions for the series: R_i is ``total_reward`` at checkpoint i, s_i = R_i − R_rand is the local strength, f_i the
 frame and o_i the opt step. NaN returns (before the first episode, D39) are skipped by every mean and sum.
 """
@@ -18,7 +23,7 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from slm_lab.lib import random_baseline, viz
+from slm_lab.lib import random_baseline, stats, viz, viz_multi
 from slm_lab.lib.io_util import atomic_write, read_json, write_json
 from slm_lab.lib.paths import prename, prepath
 
@@ -27,10 +32,13 @@ __all__ = [
     "METRICS_COLS",
     "SESSION_LOCAL_KEYS",
     "SESSION_SCALAR_KEYS",
+    "TRIAL_STATS_KEYS",
+    "analyze_experiment",
     "analyze_session",
     "analyze_trial",
     "calc_consistency",
     "calc_efficiency",
+    "calc_experiment_df",
     "calc_final_strength",
     "calc_max_strength",
     "calc_session_metrics",
@@ -39,10 +47,15 @@ __all__ = [
     "calc_strengths",
     "calc_total_reward_ma",
     "calc_trial_metrics",
+    "calc_trial_stats",
     "format_checkpoint_block",
     "format_metric_value",
     "load_session_metrics",
+    "load_trial_metrics",
+    "log_extra_enabled",
+    "session_metrics_line",
     "trial_metrics_line",
+    "trial_stats_line",
 ]
 
 METRICS_COLS = [
@@ -57,6 +70,8 @@ METRICS_COLS = [
     "consistency",
 ]
 SESSION_SCALAR_KEYS = METRICS_COLS[1:-1]  # the trial columns without frame and consistency
+# appended to the trial scalar after METRICS_COLS: IQM of the sessions' total_reward_ma and its 95% bootstrap CI
+TRIAL_STATS_KEYS = ["total_reward_ma_iqm", "total_reward_ma_iqm_ci_low", "total_reward_ma_iqm_ci_high"]
 SESSION_LOCAL_KEYS = [
     "mean_returns",
     "strengths",
@@ -241,12 +256,20 @@ def calc_session_metrics(session_df: pd.DataFrame, env_name: str) -> dict[str, d
     return {"scalar": scalar, "local": local}
 
 
+def calc_trial_stats(session_scores: Series) -> dict[str, float]:
+    """``TRIAL_STATS_KEYS``: the IQM of the sessions' final scores and its stratified-bootstrap 95% interval (one
+    stratum, the trial's env). NaN scores (sessions too short to score, D36) are left out; all NaN without any."""
+    low, high = stats.bootstrap_ci([session_scores])
+    return dict(zip(TRIAL_STATS_KEYS, (stats.iqm(session_scores), low, high), strict=True))
+
+
 def calc_trial_metrics(session_metrics_list: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Trial metrics from the sessions' ``{scalar, local}`` metrics, ordered by session index.
 
-    scalar (``METRICS_COLS`` order): ``frame`` is session 0's last frame, ``consistency`` is computed over all
-    sessions' strengths, every other value is the mean (NaN skipped) of the session scalars. local: one list per
-    session for each session series, plus ``consistencies``, and ``frames``/``opt_steps`` of session 0.
+    scalar: ``METRICS_COLS`` in order, then ``TRIAL_STATS_KEYS``. ``frame`` is session 0's last frame,
+    ``consistency`` is computed over all sessions' strengths, every other ``METRICS_COLS`` value is the mean (NaN
+    skipped) of the session scalars; the IQM and its interval are over the sessions' ``total_reward_ma``. local: one
+    list per session for each session series, plus ``consistencies``, and ``frames``/``opt_steps`` of session 0.
     """
     if not session_metrics_list:
         raise ValueError("calc_trial_metrics needs at least one session's metrics")
@@ -258,6 +281,7 @@ def calc_trial_metrics(session_metrics_list: Sequence[Mapping[str, Any]]) -> dic
         scalar[key] = _nanmean(_arr([m["scalar"][key] for m in session_metrics_list]))
     scalar["consistency"] = consistency
     scalar = {k: scalar[k] for k in METRICS_COLS}
+    scalar.update(calc_trial_stats([m["scalar"]["total_reward_ma"] for m in session_metrics_list]))
     local: dict[str, Any] = {key: [list(loc[key]) for loc in locals_] for key in TRIAL_SESSION_SERIES}
     local["consistencies"] = _tolist(local_cons)
     local["frames"] = list(frames0)
@@ -305,6 +329,28 @@ def trial_metrics_line(scalar: Mapping[str, Any]) -> str:
     return "trial_metrics: " + " | ".join(parts)
 
 
+def trial_stats_line(scalar: Mapping[str, Any], num_sessions: int) -> str:
+    """``trial_iqm: total_reward_ma IQM 471.36, 95% CI [460.12, 480.20] over 4 sessions (stratified bootstrap)``; a
+    line of its own, so that the ``trial_metrics:`` line keeps the exact shape that tooling greps."""
+    iqm, low, high = (format_metric_value("total_reward_ma", scalar.get(k)) for k in TRIAL_STATS_KEYS)
+    return (
+        f"trial_iqm: total_reward_ma IQM {iqm}, 95% CI [{low}, {high}] over {num_sessions} sessions"
+        " (stratified bootstrap)"
+    )
+
+
+def session_metrics_line(index: int, scalar: Mapping[str, Any]) -> str:
+    """``Session 0 metrics: total_reward_ma:… | strength:… | …`` (logged at the end of a session with
+    ``--log-extra``)."""
+    parts = [f"{k}:{format_metric_value(k, scalar.get(k))}" for k in SESSION_SCALAR_KEYS]
+    return f"Session {index} metrics: " + " | ".join(parts)
+
+
+def log_extra_enabled() -> bool:
+    """``--log-extra`` (env var ``LOG_EXTRA``, exported by the CLI so spawned sessions see it too)."""
+    return os.environ.get("LOG_EXTRA", "").lower() == "true"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # files
 
@@ -329,11 +375,16 @@ def _trial_title(spec: Mapping[str, Any]) -> str:
 
 
 def analyze_session(
-    spec: dict[str, Any], session_df: pd.DataFrame, df_mode: str = "train", plot: bool = True
+    spec: dict[str, Any],
+    session_df: pd.DataFrame,
+    df_mode: str = "train",
+    plot: bool = True,
+    log_extra: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Compute a session's metrics and write its files: the session df CSV, ``{scalar, local}`` metrics JSON, the
-    scalar JSON and (with ``plot``) the session graphs. ``spec`` is at session level. Values are taken as float32,
-    the df's dtype (§4.2), so a retro analysis of the CSV reproduces the metrics exactly."""
+    scalar JSON and (with ``plot``) the session graphs, plus the ``--log-extra`` graphs when ``log_extra`` (default:
+    the ``LOG_EXTRA`` env var). ``spec`` is at session level. Values are taken as float32, the df's dtype (§4.2), so
+    a retro analysis of the CSV reproduces the metrics exactly."""
     df = session_df.astype(np.float32)
     metrics = calc_session_metrics(df, spec["env"]["name"])
     info = prepath(spec, "session", "info")
@@ -341,18 +392,23 @@ def analyze_session(
     write_json(f"{info}_session_metrics_{df_mode}.json", metrics)
     write_json(f"{info}_session_metrics_scalar_{df_mode}.json", metrics["scalar"])
     if plot:
-        viz.plot_session(
-            prepath(spec, "session", "graph"), df_mode, metrics["local"], df, _session_title(spec)
-        )
+        graph_prepath, title = prepath(spec, "session", "graph"), _session_title(spec)
+        viz.plot_session(graph_prepath, df_mode, metrics["local"], df, title)
+        if log_extra_enabled() if log_extra is None else log_extra:
+            viz.plot_session_extra(graph_prepath, df_mode, metrics["local"], title)
     return metrics
 
 
 def analyze_trial(
-    spec: dict[str, Any], session_metrics_list: Sequence[Mapping[str, Any]], plot: bool = True
+    spec: dict[str, Any],
+    session_metrics_list: Sequence[Mapping[str, Any]],
+    plot: bool = True,
+    log_extra: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Compute the trial metrics from the sessions' metrics and write ``info/{name}_t{t}_trial_metrics.json``, its
-    scalar JSON, and (with ``plot``) the two trial graphs; the scalar JSON and the graphs are also copied to the
-    run folder. ``spec`` is at trial level."""
+    scalar JSON, and (with ``plot``) the two trial graphs, plus the ``--log-extra`` graphs when ``log_extra``
+    (default: the ``LOG_EXTRA`` env var); the scalar JSON and the two trial PNGs are also copied to the run
+    folder. ``spec`` is at trial level."""
     metrics = calc_trial_metrics(session_metrics_list)
     info = prepath(spec, "trial", "info")
     top = prepath(spec, "trial")
@@ -362,8 +418,13 @@ def analyze_trial(
     if plot:
         local = metrics["local"]
         graph_prepath = prepath(spec, "trial", "graph")
-        written = viz.plot_trial(graph_prepath, local["mean_returns"], local["frames"], _trial_title(spec))
+        title = _trial_title(spec)
+        written = viz.plot_trial(graph_prepath, local["mean_returns"], local["frames"], title)
+        if log_extra_enabled() if log_extra is None else log_extra:
+            viz.plot_trial_extra(graph_prepath, local, title)
         for path in written:
+            if not path.endswith(".png"):
+                continue
             try:
                 _copy_file(path, f"{top}{path[len(graph_prepath) :]}")
             except OSError as e:
@@ -384,3 +445,76 @@ def load_session_metrics(spec: Mapping[str, Any], df_mode: str = "train") -> lis
             if match:
                 found.append((int(match.group(1)), path))
     return [read_json(path) for _, path in sorted(found)]
+
+
+def load_trial_metrics(spec: Mapping[str, Any], trial: int) -> dict[str, Any] | None:
+    """``info/{name}_t{trial}_trial_metrics.json`` of the run folder ``meta.predir``, or None when absent."""
+    path = Path(spec["meta"]["predir"]) / "info" / f"{spec['name']}_t{trial}_trial_metrics.json"
+    return read_json(path) if path.is_file() else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# experiment (search): the experiment df and graphs
+
+
+def calc_experiment_df(trial_data_dict: Mapping[Any, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per trial from ``{trial: {**config, **trial_scalar}}`` (§4.3): ``trial`` first, then the sorted
+    config keys (every key that is not a trial metric), then ``METRICS_COLS``; rows sorted by ``strength``,
+    descending, NaN last. Missing metrics are NaN."""
+    metric_keys = {*METRICS_COLS, *TRIAL_STATS_KEYS}
+    rows = []
+    for trial, data in trial_data_dict.items():
+        row: dict[str, Any] = {"trial": int(trial)}
+        row.update({k: v for k, v in data.items() if k not in metric_keys})
+        row.update({k: data.get(k, math.nan) for k in METRICS_COLS})
+        rows.append(row)
+    config_cols = sorted({k for row in rows for k in row if k != "trial" and k not in metric_keys})
+    df = pd.DataFrame(rows, columns=["trial", *config_cols, *METRICS_COLS])
+    df[METRICS_COLS] = df[METRICS_COLS].astype(np.float64)
+    return df.sort_values("strength", ascending=False, na_position="last", kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _experiment_config_cols(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c != "trial" and c not in METRICS_COLS]
+
+
+def analyze_experiment(
+    spec: dict[str, Any],
+    trial_data_dict: Mapping[Any, Mapping[str, Any]],
+    plot: bool = True,
+    log_extra: bool | None = None,
+) -> pd.DataFrame:
+    """Write a search's analysis (§4.1): ``info/{name}_trial_data_dict.json``, the experiment df CSV (in ``info/``
+    and the run folder), and with ``plot`` the experiment graph (rows: ``total_reward_ma``, or every metric with
+    ``log_extra``) and the multi-trial graphs (legend ``t{idx}``) from the trials' metric files. Graphs are also
+    copied to the run folder. ``spec`` is at experiment level. Returns the experiment df."""
+    df = calc_experiment_df(trial_data_dict)
+    name = spec["name"]
+    info, top, graph = (prepath(spec, "experiment", sub) for sub in ("info", None, "graph"))
+    write_json(f"{info}_trial_data_dict.json", {str(k): v for k, v in trial_data_dict.items()})
+    _write_csv(f"{info}_experiment_df.csv", df)
+    _write_csv(f"{top}_experiment_df.csv", df)
+    if not plot:
+        return df
+    extra = log_extra_enabled() if log_extra is None else log_extra
+    metrics = METRICS_COLS[1:] if extra else ["total_reward_ma"]
+    title = f"experiment graph: {name}"
+    written = viz_multi.plot_experiment(
+        f"{graph}_experiment_graph.png", df, title, _experiment_config_cols(df), metrics
+    )
+    runs = []
+    for trial in sorted(int(t) for t in trial_data_dict):
+        trial_metrics = load_trial_metrics(spec, trial)
+        if trial_metrics is not None:
+            local = trial_metrics["local"]
+            runs.append(viz_multi.RunCurves(f"t{trial}", local["frames"], local["mean_returns"]))
+    written += viz_multi.plot_multi_trial(graph, runs, f"multi trial graph: {name}")
+    for path in written:
+        if path.endswith(".png"):
+            try:
+                _copy_file(path, f"{top}{path[len(graph) :]}")
+            except OSError as e:
+                logger.warning(f"Experiment graph not copied to the run folder: {path}: {e}")
+    return df

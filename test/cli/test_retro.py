@@ -1,5 +1,6 @@
 """``slm-retro DIR`` rebuilds the metrics of a run folder from its spec and session CSVs (D23)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -96,7 +97,7 @@ def test_retro_uses_train_metrics_without_eval_files(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("trial_metrics: frame:1.20e+04")
 
 
-@pytest.mark.parametrize("case", ["missing", "file", "no_spec", "bad_spec", "no_arg"])
+@pytest.mark.parametrize("case", ["missing", "file", "no_spec", "bad_spec", "no_arg", "bad_data_dict"])
 def test_retro_errors_one_line_exit_1(tmp_path, capsys, case):
     argv = {
         "missing": [str(tmp_path / "nope")],
@@ -104,10 +105,13 @@ def test_retro_errors_one_line_exit_1(tmp_path, capsys, case):
         "no_spec": [str(tmp_path)],
         "bad_spec": [str(tmp_path)],
         "no_arg": [],
+        "bad_data_dict": [str(tmp_path / "demo_2024_01_01_000000")],
     }[case]
     (tmp_path / "f.txt").write_text("x")
     if case == "bad_spec":
         (tmp_path / "demo_t0_spec.json").write_text("{not json")
+    if case == "bad_data_dict":
+        write_json(make_run(tmp_path) / "info/demo_trial_data_dict.json", {"zero": [1, 2]})
     assert retro.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("slm-retro: error: ")
@@ -127,3 +131,33 @@ def test_fresh_process_without_torch_or_display(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND", "PY_ENV")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_retro_rebuilds_experiment_with_fresh_metrics(tmp_path, capsys, check_graph):
+    """A search folder: the experiment df and graphs come back, each trial with its config from the trial data dict
+    and the metrics recomputed from its CSVs (a stale recorded value is replaced)."""
+    run_dir = make_run(tmp_path)
+    fresh = json.loads((run_dir / "info/demo_t0_trial_metrics_scalar.json").read_text())
+    stale = {**fresh, "strength": -1.0}
+    write_json(run_dir / "info/demo_trial_data_dict.json", {"0": {"agent.algorithm.gamma": 0.99, **stale}})
+    assert retro.main([str(run_dir)]) == 0
+    data = json.loads((run_dir / "info/demo_trial_data_dict.json").read_text())
+    assert data["0"]["strength"] == fresh["strength"] and data["0"]["agent.algorithm.gamma"] == 0.99
+    df = pd.read_csv(run_dir / "demo_experiment_df.csv")
+    assert (
+        list(df.columns)[:2] == ["trial", "agent.algorithm.gamma"] and df["strength"][0] == fresh["strength"]
+    )
+    for name in ("demo_experiment_graph", "demo_multi_trial_graph_mean_returns_ma_vs_frames"):
+        check_graph(run_dir / f"{name}.png")
+        check_graph(run_dir / f"graph/{name}.html")
+
+
+def test_retro_log_extra_flag(tmp_path, check_graph):
+    run_dir = make_run(tmp_path)
+    assert retro.main([str(run_dir), "--log-extra"]) == 0
+    for name in (
+        "demo_t0_s0_session_graph_eval_strengths_vs_frames",
+        "demo_t0_trial_graph_consistencies_ma_vs_frames",
+    ):
+        check_graph(run_dir / f"graph/{name}.png")
+        check_graph(run_dir / f"graph/{name}.html")

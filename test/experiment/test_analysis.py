@@ -197,7 +197,11 @@ def test_trial_metrics():
     m1["scalar"]["stability"] = NAN  # a NaN session scalar is skipped by the mean
     trial = analysis.calc_trial_metrics([m0, m1])
     scalar, local = trial["scalar"], trial["local"]
-    assert list(scalar) == analysis.METRICS_COLS
+    assert (
+        list(scalar) == analysis.METRICS_COLS + analysis.TRIAL_STATS_KEYS
+    )  # the reference keys first, in order
+    assert scalar["total_reward_ma_iqm"] == 2.0  # n = 2: nothing trimmed, the mean of 1 and 3
+    assert scalar["total_reward_ma_iqm_ci_low"] == 1.0 and scalar["total_reward_ma_iqm_ci_high"] == 3.0
     assert scalar["frame"] == 30.0
     assert scalar["strength"] == 2.0
     assert scalar["total_reward_ma"] == 2.0
@@ -283,7 +287,7 @@ def test_format_checkpoint_block_exact():
 # files
 
 
-def test_analyze_session_writes_files(tmp_path, baseline, headless):
+def test_analyze_session_writes_files(tmp_path, baseline, headless, check_graph):
     spec = make_spec(tmp_path, session=1)
     metrics = analysis.analyze_session(spec, tiny_df(), "train")
     pre = "demo_t0_s1"
@@ -291,12 +295,14 @@ def test_analyze_session_writes_files(tmp_path, baseline, headless):
         f"info/{pre}_session_df_train.csv",
         f"info/{pre}_session_metrics_train.json",
         f"info/{pre}_session_metrics_scalar_train.json",
-        f"graph/{pre}_session_graph_train_mean_returns_vs_frames.png",
-        f"graph/{pre}_session_graph_train_mean_returns_ma_vs_frames.png",
-        f"graph/{pre}_session_graph_train_loss_vs_frame.png",  # explore_var is all NaN: no graph
+        *(
+            f"graph/{pre}_session_graph_train_{graph}.{ext}"
+            for graph in ("mean_returns_vs_frames", "mean_returns_ma_vs_frames", "loss_vs_frame")
+            for ext in ("png", "html")
+        ),  # explore_var is all NaN: no graph
     }
-    for png in tmp_path.glob("graph/*.png"):
-        assert png.read_bytes()[:8] == PNG_MAGIC
+    for graph in tmp_path.glob("graph/*"):
+        check_graph(graph)
     df = pd.read_csv(tmp_path / f"info/{pre}_session_df_train.csv")
     assert list(df.columns) == list(tiny_df().columns)
     saved = read_json(tmp_path / f"info/{pre}_session_metrics_train.json")
@@ -322,15 +328,17 @@ def test_analyze_trial_writes_files(tmp_path, baseline, headless):
         df["total_reward"] += 2 * s
         metrics_list.append(analysis.analyze_session(make_spec(tmp_path, session=s), df, "eval", plot=False))
     trial = analysis.analyze_trial(spec, metrics_list)
-    assert list(trial["scalar"]) == analysis.METRICS_COLS
+    assert list(trial["scalar"])[: len(analysis.METRICS_COLS)] == analysis.METRICS_COLS
     assert trial["scalar"]["frame"] == 400.0
     expected_new = {
         "info/demo_t0_trial_metrics.json",
         "info/demo_t0_trial_metrics_scalar.json",
         "graph/demo_t0_trial_graph_mean_returns_vs_frames.png",
         "graph/demo_t0_trial_graph_mean_returns_ma_vs_frames.png",
+        "graph/demo_t0_trial_graph_mean_returns_vs_frames.html",
+        "graph/demo_t0_trial_graph_mean_returns_ma_vs_frames.html",
         "demo_t0_trial_metrics_scalar.json",
-        "demo_t0_trial_graph_mean_returns_vs_frames.png",
+        "demo_t0_trial_graph_mean_returns_vs_frames.png",  # the run folder gets copies of the two PNGs
         "demo_t0_trial_graph_mean_returns_ma_vs_frames.png",
     }
     assert expected_new <= files_under(tmp_path)
@@ -388,3 +396,132 @@ def test_random_baseline_on_demand_goes_to_user_cache(tmp_path, monkeypatch):
         assert random_baseline.get_random_baseline("NoSuchEnv-v0", compute_missing=True) is None
     finally:
         random_baseline.clear_cache()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# IQM and confidence interval of a trial (B3), --log-extra, short runs (D36), experiment analysis
+
+
+def test_trial_iqm_of_session_scores_by_hand():
+    sessions = [session_metrics([1.0, 2.0], [10.0, 20.0], v) for v in (10.0, 200.0, 30.0, 20.0, np.nan)]
+    scalar = analysis.calc_trial_metrics(sessions)["scalar"]
+    # the NaN session is left out; of 10, 20, 30, 200 the lowest and highest quarter go: IQM = (20 + 30) / 2
+    assert scalar["total_reward_ma_iqm"] == 25.0
+    assert scalar["total_reward_ma"] == pytest.approx(65.0)  # the plain mean, kept as in the reference
+    low, high = scalar["total_reward_ma_iqm_ci_low"], scalar["total_reward_ma_iqm_ci_high"]
+    assert 10.0 <= low < 25.0 < high <= 200.0
+    assert analysis.calc_trial_metrics(sessions)["scalar"] == scalar  # seeded: identical when recomputed
+    line = analysis.trial_stats_line(scalar, 5)
+    assert line.startswith("trial_iqm: total_reward_ma IQM 25.00, 95% CI [") and line.endswith(
+        "over 5 sessions (stratified bootstrap)"
+    )
+
+
+def test_short_trial_gives_nan_metrics_and_warnings_not_a_crash(
+    tmp_path, baseline, headless, logs, check_graph
+):
+    """D36: sessions with too few checkpoints give NaN session and trial metrics (IQM included), a warning per
+    session, and still the files and graphs, with nothing raised."""
+    spec = make_spec(tmp_path)
+    metrics_list = [
+        analysis.analyze_session(make_spec(tmp_path, session=s), tiny_df().iloc[:2], "train")
+        for s in range(2)
+    ]
+    trial = analysis.analyze_trial(spec, metrics_list)
+    scalar = trial["scalar"]
+    assert all(math.isnan(scalar[k]) for k in analysis.SESSION_SCALAR_KEYS + analysis.TRIAL_STATS_KEYS)
+    assert scalar["frame"] == 200.0
+    assert sum("metrics are NaN" in m for m in logs) == 2
+    assert analysis.trial_metrics_line(scalar).startswith(
+        "trial_metrics: frame:2.00e+02 | total_reward_ma:nan |"
+    )
+    assert "IQM nan, 95% CI [nan, nan]" in analysis.trial_stats_line(scalar, 2)
+    for graph in tmp_path.glob("graph/*"):
+        check_graph(graph)
+
+
+def test_log_extra_graphs_and_session_line(tmp_path, baseline, headless, monkeypatch, check_graph):
+    monkeypatch.setenv("LOG_EXTRA", "true")
+    assert analysis.log_extra_enabled()
+    metrics_list = [
+        analysis.analyze_session(make_spec(tmp_path, session=s), tiny_df(), "train") for s in range(2)
+    ]
+    analysis.analyze_trial(make_spec(tmp_path), metrics_list)
+    graphs = {p.name for p in tmp_path.glob("graph/*")}
+    for prefix in ("demo_t0_s0_session_graph_train", "demo_t0_s1_session_graph_train", "demo_t0_trial_graph"):
+        for stem in ("strengths_vs_frames", "sample_efficiencies_ma_vs_frames", "training_efficiencies_vs_opt_steps",
+                     "stabilities_ma_vs_frames"):  # fmt: skip
+            assert f"{prefix}_{stem}.png" in graphs and f"{prefix}_{stem}.html" in graphs
+    assert {
+        "demo_t0_trial_graph_consistencies_vs_frames.png",
+        "demo_t0_trial_graph_consistencies_ma_vs_frames.html",
+    } <= graphs
+    assert not any("consistencies" in g for g in graphs if "_s0_" in g)  # consistency is a trial metric
+    for graph in tmp_path.glob("graph/*"):
+        check_graph(graph)
+    line = analysis.session_metrics_line(1, metrics_list[1]["scalar"])
+    assert line == (
+        "Session 1 metrics: total_reward_ma:20.00 | strength:15 | max_strength:25 | final_strength:15 | "
+        f"sample_efficiency:{(0.025 + 25 / 300 + 0.0375) / 45:.4g} | training_efficiency:{3.25 / 45:.4g} | "
+        "stability:0.6667"
+    )
+    monkeypatch.setenv("LOG_EXTRA", "false")
+    assert not analysis.log_extra_enabled()
+
+
+def trial_data_dict() -> dict:
+    scalars = [
+        {"frame": 1e3, "total_reward_ma": 50.0, "strength": 30.0, "consistency": 0.5},
+        {"frame": 1e3, "total_reward_ma": 90.0, "strength": 70.0, "consistency": 0.9},
+        {"frame": 1e3, "total_reward_ma": NAN, "strength": NAN, "consistency": NAN},
+    ]
+    configs = [
+        {"agent.algorithm.gamma": 0.99, "agent.net.hid_layers": [64]},
+        {"agent.algorithm.gamma": 0.95, "agent.net.hid_layers": [32, 32]},
+        {"agent.algorithm.gamma": 0.9, "agent.net.hid_layers": [64]},
+    ]
+    return {str(t): {**configs[t], **scalars[t], "total_reward_ma_iqm": 1.0} for t in range(3)}
+
+
+def test_experiment_df_columns_and_order():
+    df = analysis.calc_experiment_df(trial_data_dict())
+    assert list(df.columns) == [
+        "trial",
+        "agent.algorithm.gamma",
+        "agent.net.hid_layers",
+        *analysis.METRICS_COLS,
+    ]
+    assert list(df["trial"]) == [1, 0, 2]  # by strength, descending, NaN last
+    assert df.loc[0, "agent.net.hid_layers"] == [32, 32]
+    assert math.isnan(df.loc[0, "max_strength"])  # a missing metric is NaN
+
+
+def test_analyze_experiment_writes_df_and_graphs(tmp_path, baseline, headless, check_graph):
+    spec = make_spec(tmp_path)
+    for t in range(3):  # trial metric files feed the multi-trial graphs
+        trial_spec = make_spec(tmp_path, trial=t)
+        metrics_list = []
+        for s in range(2):
+            df = tiny_df()
+            df["total_reward"] += 3 * t + s
+            metrics_list.append(analysis.analyze_session(make_spec(tmp_path, t, s), df, "train", plot=False))
+        analysis.analyze_trial(trial_spec, metrics_list, plot=False)
+    df = analysis.analyze_experiment(spec, trial_data_dict())
+    assert pd.read_csv(tmp_path / "demo_experiment_df.csv")["trial"].tolist() == [1, 0, 2]
+    assert (tmp_path / "info/demo_experiment_df.csv").read_bytes() == (
+        tmp_path / "demo_experiment_df.csv"
+    ).read_bytes()
+    assert read_json(tmp_path / "info/demo_trial_data_dict.json")["1"]["strength"] == 70.0
+    assert len(df) == 3
+    for stem in (
+        "experiment_graph",
+        "multi_trial_graph_mean_returns_vs_frames",
+        "multi_trial_graph_mean_returns_ma_vs_frames",
+    ):
+        check_graph(tmp_path / f"demo_{stem}.png")  # copied to the run folder
+        check_graph(tmp_path / f"graph/demo_{stem}.png")
+    chart = check_graph(tmp_path / "graph/demo_experiment_graph.html")
+    assert [p["x_title"] for p in chart["panels"]] == ["agent.algorithm.gamma", "agent.net.hid_layers"]
+    assert chart["panels"][1]["x_ticks"] == ["[32, 32]", "[64]"]
+    multi = check_graph(tmp_path / "graph/demo_multi_trial_graph_mean_returns_vs_frames.html")
+    assert [s["label"] for s in multi["panels"][0]["series"] if s["type"] == "line"] == ["t0", "t1", "t2"]

@@ -1,0 +1,65 @@
+"""Random baselines (§6.6, D22): the shipped file is read-only; a missing env is computed once and cached in the user
+cache, or under the data folder when the cache folder cannot be written."""
+
+import pytest
+
+from slm_lab.lib import random_baseline
+from slm_lab.lib.io_util import read_json, write_json
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch, data_dir):
+    """An empty shipped file, a fresh cache location and data folder, and a fake 100-episode computation."""
+    shipped = tmp_path / "shipped.json"
+    write_json(shipped, {"Known-v0": {"mean": 1.5, "std": 0.0}})
+    monkeypatch.setattr(random_baseline, "SHIPPED_PATH", shipped)
+    calls: list[str] = []
+
+    def fake_compute(env_id, episodes=100, seed=0, max_seconds=None):
+        calls.append(env_id)
+        if env_id == "Broken-v0":
+            raise RuntimeError("cannot make env")
+        return {"mean": 7.25, "std": 1.0}
+
+    monkeypatch.setattr(random_baseline, "compute_random_baseline", fake_compute)
+    random_baseline.clear_cache()
+    yield shipped, calls
+    random_baseline.clear_cache()
+
+
+def test_missing_env_is_cached_in_user_cache_and_shipped_file_untouched(isolated, tmp_path, monkeypatch):
+    shipped, calls = isolated
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    before = shipped.read_bytes()
+    assert random_baseline.get_random_baseline("Known-v0", compute_missing=True) == 1.5
+    assert random_baseline.get_random_baseline("New-v0") is None  # computing is opt-in
+    assert random_baseline.get_random_baseline("New-v0", compute_missing=True) == 7.25
+    assert random_baseline.get_random_baseline("New-v0", compute_missing=True) == 7.25
+    assert calls == ["New-v0"]  # computed once
+    assert read_json(tmp_path / "cache/slm_lab/random_baseline.json") == {
+        "New-v0": {"mean": 7.25, "std": 1.0}
+    }
+    assert shipped.read_bytes() == before
+    random_baseline.clear_cache()
+    assert random_baseline.get_random_baseline("New-v0") == 7.25  # read back from the cache in a new process
+    assert calls == ["New-v0"]
+
+
+def test_unwritable_cache_falls_back_to_data_folder(isolated, tmp_path, monkeypatch, data_dir):
+    _, calls = isolated
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # its slm_lab/ subfolder cannot be created
+    assert random_baseline.user_cache_path() == data_dir / "_random_baseline.json"
+    assert random_baseline.get_random_baseline("New-v0", compute_missing=True) == 7.25
+    assert read_json(data_dir / "_random_baseline.json")["New-v0"]["mean"] == 7.25
+    assert calls == ["New-v0"]
+
+
+def test_failed_computation_is_not_retried(isolated, tmp_path, monkeypatch):
+    _, calls = isolated
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert random_baseline.get_random_baseline("Broken-v0", compute_missing=True) is None
+    assert random_baseline.get_random_baseline("Broken-v0", compute_missing=True) is None
+    assert calls == ["Broken-v0"]
+    assert not (tmp_path / "cache/slm_lab/random_baseline.json").exists()
