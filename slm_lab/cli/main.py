@@ -61,6 +61,14 @@ def run(
     cuda_offset: Annotated[
         int, typer.Option("--cuda-offset", envvar="CUDA_OFFSET", help="Added to the GPU index")
     ] = 0,
+    log_extra: Annotated[
+        bool,
+        typer.Option(
+            "--log-extra",
+            envvar="LOG_EXTRA",
+            help="Also log and plot strength, efficiency, stability and consistency",
+        ),
+    ] = False,
 ) -> None:
     """Run a spec: `slm-lab run [SPEC_FILE] [SPEC_NAME] [MODE]` (default: the PPO CartPole demo in dev mode)."""
     level = log_level.upper()
@@ -69,7 +77,13 @@ def run(
     lab_mode = mode.split("@", 1)[0]
     if lab_mode not in MODES:
         _fail(f"unknown mode {mode!r}; this version runs: {', '.join(MODES)}")
-    _export_flags(LOG_LEVEL=level, OPTIMIZE_PERF=optimize_perf, CUDA_OFFSET=cuda_offset, lab_mode=lab_mode)
+    _export_flags(
+        LOG_LEVEL=level,
+        OPTIMIZE_PERF=optimize_perf,
+        CUDA_OFFSET=cuda_offset,
+        LOG_EXTRA=log_extra,
+        lab_mode=lab_mode,
+    )
 
     from slm_lab.errors import LabError
     from slm_lab.lib.logger import setup_logging
@@ -84,6 +98,99 @@ def run(
         run_trial(spec, spec_file, spec_name, lab_mode)
     except LabError as e:
         _fail(str(e))
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@app.command()
+def plot(
+    folders: Annotated[
+        str,
+        typer.Option(
+            "--folders", "-f", help="Run folders to compare, comma-separated (names under -d, or paths)"
+        ),
+    ],
+    title: Annotated[
+        str | None,
+        typer.Option("--title", "-t", help="Graph title and file-name prefix (default: the env names)"),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option("--labels", "-l", help="Legend labels, one per folder (default: algorithm names)"),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="Folder holding the runs (default: data, or $SLM_DATA_DIR)"),
+    ] = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder the graphs are written to")] = "docs/plots",
+    legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Show the legend")] = True,
+    with_stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats",
+            help="Also draw performance profiles and the probability of improvement (IQM and bootstrap CIs)",
+        ),
+    ] = False,
+) -> None:
+    """Overlay several runs' MA curves: `slm-lab plot -f RUN1,RUN2 [-t TITLE] [-l L1,L2] [--stats]`."""
+    from pathlib import Path
+
+    from slm_lab.errors import LabError
+    from slm_lab.lib.logger import setup_logging
+    from slm_lab.lib.paths import data_dir
+
+    setup_logging()
+    try:
+        from slm_lab.cli.plot import plot_runs
+
+        written, report = plot_runs(
+            _split_list(folders) or [],
+            Path(data) if data else data_dir(),
+            Path(out),
+            title=title,
+            labels=_split_list(labels),
+            legend=legend,
+            with_stats=with_stats,
+        )
+    except LabError as e:
+        _fail(str(e))
+        return
+    for line in report:
+        typer.echo(line)
+    if not written:
+        _fail("no graph was written (see the warnings above)")
+    for path in written:
+        typer.echo(f"Wrote {path}")
+
+
+@app.command("plot-list")
+def plot_list(
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="Folder holding the runs (default: data, or $SLM_DATA_DIR)"),
+    ] = None,
+) -> None:
+    """List the local run folders; an x in brackets marks those with trial metrics (usable by `slm-lab plot`)."""
+    from pathlib import Path
+
+    from slm_lab.errors import LabError
+    from slm_lab.lib.paths import data_dir
+
+    try:
+        from slm_lab.cli.plot import list_runs
+
+        lines = list_runs(Path(data) if data else data_dir())
+    except LabError as e:
+        _fail(str(e))
+        return
+    for line in lines:
+        typer.echo(line)
+    if not lines:
+        typer.echo("(no run folders)")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Session and Trial: the RL loop, and its repetition over seeds (contract §3.2, §3.3)."""
 
 import copy
+import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +16,8 @@ from slm_lab.agent import Agent, build_agent, get_device
 from slm_lab.env import LabEnv, make_env
 from slm_lab.experiment import analysis
 from slm_lab.experiment.metrics import MetricsTracker
+from slm_lab.experiment.progress import Progress
+from slm_lab.experiment.tensorboard_log import TensorBoardLog
 from slm_lab.lib.io_util import atomic_write, load_torch_file
 from slm_lab.lib.logger import add_file_sink, remove_sink, setup_logging
 from slm_lab.lib.paths import prepath
@@ -66,6 +69,7 @@ class Session:
         self.log_frequency = int(meta.get("log_frequency") or 10000)
         self.last_graph_time = time.monotonic()  # first graphs after GRAPH_INTERVAL, or at close
         self.trial_spec = trial_view(spec)
+        self.tb = TensorBoardLog.for_session(spec, mode, self.agent.algorithm.nets)
         if self.index == 0:
             logger.info(f"Performance set-up: {self.perf}")
             algo = spec["agent"]["algorithm"]
@@ -74,18 +78,41 @@ class Session:
     # the loop ------------------------------------------------------------------------------------------------
     def run_rl(self) -> None:
         """reset, then while frame < max_frame: act, step, update, checkpoint."""
-        env, agent, clock = self.env, self.agent, self.env.clock
+        env, agent, clock, tb = self.env, self.agent, self.env.clock, self.tb
         log_frequency, num_envs = self.log_frequency, env.num_envs
         state = env.reset(seed=self.seed)
         clock.reset_timer()
-        while clock.frame < self.max_frame:
-            action = agent.act(state)
-            step = env.step(action)
-            agent.update(state, action, step)
-            if clock.frame % log_frequency < num_envs or clock.frame >= self.max_frame:
-                self.checkpoint()
-            state = step.obs
+        progress = self.make_progress()
+        if tb is not None:
+            tb.add_graph(state)
+        try:
+            while clock.frame < self.max_frame:
+                action = agent.act(state)
+                step = env.step(action)
+                agent.update(state, action, step)
+                if tb is not None:
+                    tb.add_actions(action)
+                if clock.frame % log_frequency < num_envs or clock.frame >= self.max_frame:
+                    self.checkpoint()
+                if progress is not None:
+                    progress.update(clock.frame)
+                state = step.obs
+        finally:
+            if progress is not None:
+                progress.close()
         self.checkpoint()  # a final checkpoint always happens (D36); a duplicate frame records nothing
+
+    def make_progress(self) -> Progress | None:
+        """Session 0 reports its progress: a live line on a terminal, plain log lines otherwise (B6)."""
+        if self.index > 0:
+            return None
+        meta = self.spec["meta"]
+        label = f"[t{meta['trial']} s{self.index}]"
+
+        def ma() -> float:
+            return self.tracker.rows[-1]["total_reward_ma"] if self.tracker.rows else math.nan
+
+        return Progress(self.max_frame, label, ma, start_frame=self.env.clock.frame)
 
     def checkpoint(self) -> None:
         """Append a df row, log it, save the latest model (and ckpt-best), write the analysis files."""
@@ -96,6 +123,8 @@ class Session:
         meta = self.spec["meta"]
         header = f"Trial {meta['trial']} session {self.index} {self.spec['name']}_t{meta['trial']}_s{self.index} [train]"
         logger.info(analysis.format_checkpoint_block(header, row))
+        if self.tb is not None:
+            self.tb.write_checkpoint(row, int(self.env.clock.frame))
         model_prepath = meta["model_prepath"]
         self.agent.save(model_prepath)
         if self.tracker.is_best(row):
@@ -151,8 +180,11 @@ class Session:
     def close(self) -> dict[str, Any]:
         """Final analysis with graphs, latest model and state, close the env. Returns {scalar, local} metrics."""
         metrics = self.analyze(plot=True)
+        if analysis.log_extra_enabled():
+            logger.info(analysis.session_metrics_line(self.index, metrics["scalar"]))
         self.agent.save(self.spec["meta"]["model_prepath"])
         self.save_state()
+        self.close_tb()
         self.env.close()
         logger.info(f"Session {self.index} done")
         remove_sink(self.log_sink)
@@ -162,10 +194,16 @@ class Session:
         try:
             self.run_rl()
         except BaseException:
+            self.close_tb()
             self.env.close()
             remove_sink(self.log_sink)
             raise
         return self.close()
+
+    def close_tb(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
 
 
 def run_session(spec: dict[str, Any], mode: str, concurrent_sessions: int = 1) -> dict[str, Any]:
@@ -207,6 +245,7 @@ class Trial:
             session_metrics = self.run_sessions()
             metrics = analysis.analyze_trial(self.spec, session_metrics, plot=True)
             logger.info(analysis.trial_metrics_line(metrics["scalar"]))
+            logger.info(analysis.trial_stats_line(metrics["scalar"], len(session_metrics)))
             logger.info(f"Trial {self.index} done")
             return metrics["scalar"]
         finally:

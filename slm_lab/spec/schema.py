@@ -492,6 +492,9 @@ class MetaSpec(SpecModel):
     search_scheduler: dict[str, Any] | None = None
     random_seed: int | None = None
     num_gpus: Any = None  # accepted and ignored (D9)
+    # clone-only: TensorBoard event files in log/ (§4.5). null: dev mode only; true: also every session in train
+    # mode; false: never, not even in dev mode
+    tensorboard: bool | None = None
     # runtime keys
     experiment: int = -1
     trial: int = -1

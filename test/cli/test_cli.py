@@ -34,11 +34,12 @@ def test_help_answers_without_importing_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "modular deep reinforcement learning" in out.stdout
-    assert "--set" in out.stdout and "--log-level" in out.stdout
+    assert "--set" in out.stdout and "--log-level" in out.stdout and "--log-extra" in out.stdout
 
 
-def test_train_writes_every_output_file(tmp_path: Path) -> None:
-    """A 2-session train run (spawned processes) writes the full data/{name}_{ts}/ layout of the contract."""
+def test_train_writes_every_output_file(tmp_path: Path, check_graph) -> None:
+    """A 2-session train run (spawned processes) writes the full data/{name}_{ts}/ layout of the contract, and
+    ``slm-retro`` rebuilds its metric files byte for byte (D23)."""
     out = slm_lab(["run", str(FIXTURES / f"{NAME}.json"), NAME, "train", "-s", "max_frame=1024"], tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     predirs = list((tmp_path / "data").iterdir())
@@ -77,8 +78,10 @@ def test_train_writes_every_output_file(tmp_path: Path) -> None:
                 expected += [f"model/{s}_{net}_{kind}.pt", f"model/{s}_ckpt-best_{net}_{kind}.pt"]
     missing = [f for f in expected if not (predir / f).is_file()]
     assert not missing, f"missing outputs: {missing}"
-    for png in predir.rglob("*.png"):
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    graphs = sorted(predir.rglob("*.png")) + sorted(predir.rglob("*.html"))
+    assert len(graphs) == 4 * 2 * 2 + 2 * 2 + 2  # session and trial graphs as PNG and HTML, 2 PNG copies
+    for graph in graphs:
+        check_graph(graph)
     assert not list(predir.rglob("*.tmp")), "no temporary files are left behind"
 
     spec = json.loads((predir / f"{t}_spec.json").read_text())
@@ -88,7 +91,16 @@ def test_train_writes_every_output_file(tmp_path: Path) -> None:
     assert list(metrics) == [
         "frame", "total_reward_ma", "strength", "max_strength", "final_strength", "sample_efficiency",
         "training_efficiency", "stability", "consistency",
+        "total_reward_ma_iqm", "total_reward_ma_iqm_ci_low", "total_reward_ma_iqm_ci_high",
     ]  # fmt: skip
+    assert (
+        metrics["total_reward_ma_iqm_ci_low"]
+        <= metrics["total_reward_ma_iqm"]
+        <= metrics["total_reward_ma_iqm_ci_high"]
+    )
+    assert re.search(
+        r"trial_iqm: total_reward_ma IQM [0-9.]+, 95% CI \[[0-9.]+, [0-9.]+\] over 2 sessions", out.stdout
+    )
     session_metrics = json.loads((predir / f"info/{sessions[0]}_session_metrics_train.json").read_text())
     assert set(session_metrics) == {"scalar", "local"}
     line = next(ln for ln in out.stdout.splitlines() if "trial_metrics:" in ln)
@@ -110,15 +122,37 @@ def test_train_writes_every_output_file(tmp_path: Path) -> None:
     )
     log = (predir / f"log/{sessions[1]}.log").read_text()
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| INFO \| PID:\d+ \| slm_lab\.\S+:\w+ \| ", log, re.M)
+    assert not list(predir.glob("log/events.out.tfevents*")), "TensorBoard only in dev mode unless meta asks"
+
+    metric_files = {p: p.read_bytes() for p in predir.rglob("*metrics*.json")}
+    assert len(metric_files) == 2 * 2 + 3
+    for path in metric_files:
+        path.unlink()
+    retro = subprocess.run(
+        [sys.executable, "-m", "slm_lab.cli.retro", str(predir)], capture_output=True, text=True, timeout=120
+    )
+    assert retro.returncode == 0, retro.stderr
+    assert {p: p.read_bytes() for p in predir.rglob("*metrics*.json")} == metric_files
+    retro_line = next(ln for ln in retro.stdout.splitlines() if ln.startswith("trial_metrics:"))
+    assert retro_line == line[line.index("trial_metrics:") :]
 
 
-def test_dev_mode_runs_one_session_with_training_checks(tmp_path: Path) -> None:
-    out = slm_lab(["run", str(FIXTURES / f"{NAME}.json"), NAME, "dev", "-s", "max_frame=512"], tmp_path)
+def test_dev_mode_runs_one_session_with_training_checks(tmp_path: Path, check_graph) -> None:
+    """Dev mode: one session, training checks, TensorBoard event files in log/; --log-extra adds its graphs and
+    logs the session metrics."""
+    args = ["run", str(FIXTURES / f"{NAME}.json"), NAME, "dev", "-s", "max_frame=512", "--log-extra"]
+    out = slm_lab(args, tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     predir = next((tmp_path / "data").iterdir())
     assert not list(predir.glob("info/*_s1_*")), "dev mode runs a single session"
     header = (predir / f"info/{NAME}_t0_s0_session_df_train.csv").read_text().splitlines()[0]
     assert header.split(",")[10] == "grad_norm"
+    events = list(predir.glob("log/events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].name.endswith(f"_{NAME}_t0_s0") and events[0].stat().st_size > 1000
+    for graph in ("s0_session_graph_train_strengths_vs_frames", "trial_graph_consistencies_ma_vs_frames"):
+        check_graph(predir / f"graph/{NAME}_t0_{graph}.png")
+        check_graph(predir / f"graph/{NAME}_t0_{graph}.html")
+    assert re.search(r"Session 0 metrics: total_reward_ma:\S+ \| strength:", out.stdout)
 
 
 @pytest.mark.parametrize(
