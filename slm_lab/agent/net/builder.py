@@ -17,6 +17,7 @@ __all__ = [
     "batch_renorm_kwargs",
     "build_loss",
     "build_mlp",
+    "build_mlp_from_spec",
     "build_optimizer",
     "build_tails",
     "get_activation",
@@ -79,6 +80,19 @@ def build_mlp(
         layers.append(get_activation(activation))
         in_dim = width
     return nn.Sequential(*layers)
+
+
+def build_mlp_from_spec(net_spec: dict[str, Any], in_dim: int) -> nn.Sequential:
+    """``build_mlp`` with the net spec's ``hid_layers``, ``hid_layers_activation`` and norm keys (``layer_norm``,
+    ``batch_norm``, ``batch_renorm``): the body of the MLP nets."""
+    return build_mlp(
+        in_dim,
+        list(net_spec["hid_layers"]),
+        net_spec["hid_layers_activation"],
+        bool(net_spec.get("layer_norm")),
+        bool(net_spec.get("batch_norm")),
+        batch_renorm_kwargs(net_spec.get("batch_renorm")),
+    )
 
 
 def batch_renorm_kwargs(value: bool | dict[str, Any] | None) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import torch
 from loguru import logger
 from torch import nn
 
-from slm_lab.agent.net.builder import batch_renorm_kwargs, build_mlp, init_layers
+from slm_lab.agent.net.builder import build_mlp_from_spec, init_layers
 from slm_lab.agent.net.mlp import NETS
 from slm_lab.errors import SpecError
 
@@ -83,14 +83,7 @@ class DuelingMLPNet(nn.Module):
                 f"agent.net.out_layer_activation: {out_act!r} is ignored by DuelingMLPNet, which outputs raw "
                 "Q-values"
             )
-        self.body = build_mlp(
-            in_dim,
-            hid_layers,
-            activation,
-            bool(net_spec.get("layer_norm")),
-            bool(net_spec.get("batch_norm")),
-            batch_renorm_kwargs(net_spec.get("batch_renorm")),
-        )
+        self.body = build_mlp_from_spec(net_spec, in_dim)
         self.head = DuelingHead(hid_layers[-1] if hid_layers else in_dim, self.out_dim)
         init_layers(self, net_spec.get("init_fn"), activation)
 

@@ -5,7 +5,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slm_lab.agent.net.builder import batch_renorm_kwargs, build_mlp, build_tails, get_activation, init_layers
+from slm_lab.agent.net.builder import build_mlp_from_spec, build_tails, get_activation, init_layers
 from slm_lab.registry import Registry
 
 __all__ = ["NETS", "MLPNet"]
@@ -33,14 +33,7 @@ class MLPNet(nn.Module):
         self.in_dim, self.out_dim = in_dim, out_dim
         hid_layers: list[int] = list(net_spec["hid_layers"])
         activation: str = net_spec["hid_layers_activation"]
-        self.body = build_mlp(
-            in_dim,
-            hid_layers,
-            activation,
-            bool(net_spec.get("layer_norm")),
-            bool(net_spec.get("batch_norm")),
-            batch_renorm_kwargs(net_spec.get("batch_renorm")),
-        )
+        self.body = build_mlp_from_spec(net_spec, in_dim)
         body_dim = hid_layers[-1] if hid_layers else in_dim
         log_std_init = net_spec.get("log_std_init")
         self.log_std: nn.Parameter | None = None
