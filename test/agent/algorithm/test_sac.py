@@ -428,3 +428,33 @@ def test_learns_pendulum_within_12k_frames(
     assert np.mean(returns[-8:]) >= -400, [round(r) for r in returns[-12:]]
     df = pd.read_csv(f"{spec['meta']['info_prepath']}_session_df_train.csv")
     assert df.columns.tolist()[-2:] == ["entropy", "alpha"] and df["alpha"].iloc[-1] < 1.0
+
+
+def test_session_state_file_holds_log_alpha_and_restores_it(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D34: `_state.pt` carries log α and its optimizer; a fresh session restores them with the nets."""
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = override_spec(get_spec(*SAC_PENDULUM), "test")
+    spec["meta"]["random_seed"] = 0
+    tick(spec, "trial")
+    tick(spec, "session")
+    session = Session(copy.deepcopy(spec), "test")
+    session.run()
+    algo = session.agent.algorithm
+    model_prepath = spec["meta"]["model_prepath"]
+    state = torch.load(f"{model_prepath}_state.pt", weights_only=False)
+    assert torch.equal(state["agent"]["algorithm"]["log_alpha"], algo.log_alpha.detach())
+    assert float(algo.log_alpha.detach()) != 0.0  # α was tuned
+    fresh = Session(copy.deepcopy(spec), "test")
+    fresh.load_state(model_prepath)
+    fresh_algo = fresh.agent.algorithm
+    assert torch.equal(fresh_algo.log_alpha, algo.log_alpha)
+    assert (
+        fresh_algo.alpha_optim.state_dict()["state"][0]["step"]
+        == algo.alpha_optim.state_dict()["state"][0]["step"]
+    )
+    for name in ("q1_net", "target_q1_net"):
+        for p, q in zip(algo.nets[name].parameters(), fresh_algo.nets[name].parameters(), strict=True):
+            assert torch.equal(p, q)
+    fresh.env.close()
