@@ -176,6 +176,7 @@ class SoftActorCritic(Algorithm):
             self.alpha_optim = build_optimizer(alpha_optim_spec, [self.log_alpha], "agent.net.optim_spec")
         self.entropy_ema: float | None = None  # SD-SAC's running policy entropy
         self.critic_iter = 0  # critic iterations so far, for policy_delay
+        self.train_stats["entropy"] = math.nan  # both columns exist from the first row, before any actor update
         self.train_stats["alpha"] = self.alpha.detach()
         if not self.eval_mode:
             vector_steps_per_train = max(1, math.ceil(int(cfg.training_frequency) / self.num_envs))
