@@ -395,7 +395,60 @@ class DuelingMLPNetSpec(MLPNetSpec):
     """MLP body with a state-value head and an advantage head: Q = V + A − mean(A)."""
 
 
-NET_SPECS: dict[str, type[NetSpec]] = {"MLPNet": MLPNetSpec, "DuelingMLPNet": DuelingMLPNetSpec}
+class ConvNetSpec(NetSpec):
+    """Conv2d layers, flatten, fc layers, tails; input (B, C, H, W)."""
+
+    conv_hid_layers: list[list[int | list[int]]]  # [out_channels, kernel, stride, padding, dilation] per layer
+    fc_hid_layers: list[int] = Field(default_factory=list)
+    hid_layers_activation: str
+    normalize: bool = False  # divide the input by 255 on the net's device
+    batch_norm: bool = True  # BatchNorm2d after every conv layer but the first (D17: reference default, logged)
+    layer_norm: bool = False  # LayerNorm on the fc layers
+
+
+class DuelingConvNetSpec(ConvNetSpec):
+    """ConvNet body with a state-value head and an advantage head."""
+
+    batch_norm: bool = False  # D17: the dueling variant defaults to false
+
+
+class RecurrentNetSpec(NetSpec):
+    """Per-step fc layers, an RNN/GRU/LSTM over the last ``seq_len`` observations, tails (D16)."""
+
+    cell_type: Literal["RNN", "GRU", "LSTM"] = "GRU"
+    fc_hid_layers: list[int] = Field(default_factory=list)
+    hid_layers_activation: str
+    rnn_hidden_size: int
+    rnn_num_layers: int = 1
+    bidirectional: bool = False
+    seq_len: int
+    layer_norm: bool = False  # LayerNorm on the per-step fc layers
+
+
+class TorchArcNetSpec(NetSpec):
+    """A body from a TorchArc-format ``arc`` (inline ``modules`` + ``graph``) or ``arc_file`` (YAML/JSON path)."""
+
+    arc: dict[str, Any] | None = None
+    arc_file: str | None = None
+    normalize: bool = False
+    hid_layers_activation: str = "relu"  # only chooses the init gain; the arc holds its own activations
+    shared: bool | None = False
+
+    @model_validator(mode="after")
+    def _one_arc(self) -> "TorchArcNetSpec":
+        if (self.arc is None) == (self.arc_file is None):
+            raise ValueError("give exactly one of arc (an inline TorchArc dict) or arc_file (a YAML/JSON path)")
+        return self
+
+
+NET_SPECS: dict[str, type[NetSpec]] = {
+    "MLPNet": MLPNetSpec,
+    "DuelingMLPNet": DuelingMLPNetSpec,
+    "ConvNet": ConvNetSpec,
+    "DuelingConvNet": DuelingConvNetSpec,
+    "RecurrentNet": RecurrentNetSpec,
+    "TorchArcNet": TorchArcNetSpec,
+}
 
 
 def route_net_spec(net_spec: dict[str, Any], role: Literal["actor", "critic"]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from torch import nn
 from slm_lab.agent.algorithm.base import Algorithm
 from slm_lab.agent.algorithm.policy import ACTION_POLICIES
 from slm_lab.agent.net import NETS, OptimPair
-from slm_lab.agent.net.builder import build_loss, build_optimizer, init_output_layer
+from slm_lab.agent.net.builder import build_loss, build_optimizer, init_output_layer, net_in_dim
 from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
 from slm_lab.lib.math_util import standardize
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
@@ -93,7 +93,6 @@ class PolicyGradient(Algorithm):
 
     def _init_nets(self, net_spec: dict[str, Any]) -> None:
         env = self.env
-        in_dim = env.state_dim if isinstance(env.state_dim, int) else int(np.prod(env.state_dim))
         self.shared = bool(net_spec.get("shared", False))
         self.critic_net: nn.Module | None = None
         actor_spec = route_net_spec(net_spec, "actor")
@@ -102,6 +101,7 @@ class PolicyGradient(Algorithm):
             critic_spec["optim_spec"] = actor_spec.get("optim_spec")
             critic_spec["lr_scheduler_spec"] = actor_spec.get("lr_scheduler_spec")
         NetClass = NETS.get(net_spec["type"], "agent.net.type")
+        in_dim = net_in_dim(NetClass, env.state_dim)
         out = policy_out_dim(self.action_type, env.action_dim, net_spec.get("log_std_init"))
         self.n_policy_out = len(out) if isinstance(out, list) else 1
         if not self.has_critic:

@@ -21,7 +21,7 @@ from slm_lab.agent.algorithm.base import ALGORITHMS, Algorithm
 from slm_lab.agent.algorithm.policy_gradient import policy_out_dim
 from slm_lab.agent.memory.base import ReplayBatch
 from slm_lab.agent.net import NETS, OptimPair, train_step
-from slm_lab.agent.net.builder import build_loss, build_optimizer
+from slm_lab.agent.net.builder import build_loss, build_optimizer, net_in_dim
 from slm_lab.agent.net.layers import apply_spectral_norm
 from slm_lab.errors import SpecError
 from slm_lab.lib.distribution import LOG_SCALE_MAX, LOG_SCALE_MIN, get_action_type
@@ -118,13 +118,22 @@ class SoftActorCritic(Algorithm):
         self.symlog = bool(cfg.symlog)
 
         # nets: the actor, twin critics and (SAC) their targets, all on one device (D30)
-        in_dim = env.state_dim if isinstance(env.state_dim, int) else int(np.prod(env.state_dim))
         NetClass = NETS.get(net_spec["type"], "agent.net.type")
-        self.net = NetClass(net_spec, in_dim, policy_out_dim(action_type, self.action_dim, None)).to(device)
+        self.net = NetClass(
+            net_spec, net_in_dim(NetClass, env.state_dim), policy_out_dim(action_type, self.action_dim, None)
+        ).to(device)
         self.flat_input = bool(getattr(self.net, "flat_input", True))
         critic_spec, critic_key = self.critic_net_spec(spec)
         CriticClass = NETS.get(critic_spec["type"], f"{critic_key}.type")
-        critic_in, critic_out = (in_dim, self.action_dim) if self.discrete else (in_dim + self.action_dim, 1)
+        critic_in: int | tuple[int, ...] = net_in_dim(CriticClass, env.state_dim)
+        critic_out = self.action_dim
+        if not self.discrete:  # continuous critics read [s ‖ a], a flat vector
+            if not isinstance(critic_in, int) and len(critic_in) > 1:
+                raise SpecError(
+                    f"{critic_key}.type: continuous {name} critics take [state ‖ action] as one flat vector; "
+                    f"{critic_spec['type']} needs {tuple(critic_in)}-shaped observations, use an MLP critic"
+                )
+            critic_in, critic_out = int(np.prod(critic_in)) + self.action_dim, 1
         self.q1_net = CriticClass(critic_spec, critic_in, critic_out).to(device)
         self.q2_net = CriticClass(critic_spec, critic_in, critic_out).to(device)
         if cfg.spectral_norm:
@@ -176,7 +185,9 @@ class SoftActorCritic(Algorithm):
             self.alpha_optim = build_optimizer(alpha_optim_spec, [self.log_alpha], "agent.net.optim_spec")
         self.entropy_ema: float | None = None  # SD-SAC's running policy entropy
         self.critic_iter = 0  # critic iterations so far, for policy_delay
-        self.train_stats["entropy"] = math.nan  # both columns exist from the first row, before any actor update
+        self.train_stats["entropy"] = (
+            math.nan
+        )  # both columns exist from the first row, before any actor update
         self.train_stats["alpha"] = self.alpha.detach()
         if not self.eval_mode:
             vector_steps_per_train = max(1, math.ceil(int(cfg.training_frequency) / self.num_envs))

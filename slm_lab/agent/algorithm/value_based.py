@@ -13,7 +13,7 @@ from torch import nn
 from slm_lab.agent.algorithm.base import Algorithm
 from slm_lab.agent.algorithm.policy import ACTION_POLICIES
 from slm_lab.agent.net import NETS, OptimPair
-from slm_lab.agent.net.builder import build_loss, build_optimizer
+from slm_lab.agent.net.builder import build_loss, build_optimizer, net_in_dim
 from slm_lab.errors import SpecError
 from slm_lab.lib.distribution import get_action_type, resolve_pdtype
 from slm_lab.lib.math_util import copy_weights, polyak_update
@@ -57,10 +57,8 @@ class ValueBased(Algorithm):
             scheduler.set_eval(self.eval_mode)
             scheduler.update(self.clock.frame)
             self.var_schedulers["explore_var"] = scheduler
-        in_dim = env.state_dim if isinstance(env.state_dim, int) else int(np.prod(env.state_dim))
-        self.net = NETS.get(net_spec["type"], "agent.net.type")(net_spec, in_dim, int(env.action_dim)).to(
-            device
-        )
+        NetClass = NETS.get(net_spec["type"], "agent.net.type")
+        self.net = NetClass(net_spec, net_in_dim(NetClass, env.state_dim), int(env.action_dim)).to(device)
         self.flat_input = bool(getattr(self.net, "flat_input", True))
         self.nets = {"net": self.net}
         self.optims["net"] = build_optimizer(net_spec.get("optim_spec"), self.net.parameters())

@@ -7,6 +7,7 @@ underscores (``relu``, ``leaky_relu``, ``MSELoss``, ``smoothl1loss``); optimizer
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,6 +24,7 @@ __all__ = [
     "get_activation",
     "init_layers",
     "init_output_layer",
+    "net_in_dim",
 ]
 
 _ACTIVATIONS = {
@@ -93,6 +95,14 @@ def build_mlp_from_spec(net_spec: dict[str, Any], in_dim: int) -> nn.Sequential:
         bool(net_spec.get("batch_norm")),
         batch_renorm_kwargs(net_spec.get("batch_renorm")),
     )
+
+
+def net_in_dim(net_cls: type[nn.Module], state_dim: int | tuple[int, ...]) -> int | tuple[int, ...]:
+    """What a net class takes as ``in_dim``: the observation shape for classes that read it (``takes_obs_shape``:
+    conv, recurrent and TorchArc nets), else the flattened size (MLP nets)."""
+    if getattr(net_cls, "takes_obs_shape", False) or isinstance(state_dim, int):
+        return state_dim
+    return int(np.prod(state_dim))
 
 
 def batch_renorm_kwargs(value: bool | dict[str, Any] | None) -> dict[str, Any] | None:

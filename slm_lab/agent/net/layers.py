@@ -1,13 +1,22 @@
 """Extra layers the lab's nets (and TorchArc specs) can name: batch renormalization and spectral norm helpers."""
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-__all__ = ["BatchRenorm1d", "LazyBatchRenorm1d", "apply_spectral_norm"]
+__all__ = [
+    "BatchRenorm1d",
+    "Concat",
+    "LazyBatchRenorm1d",
+    "LazyWeightNormLinear",
+    "WeightNormLinear",
+    "apply_spectral_norm",
+]
 
 
 class BatchRenorm1d(nn.Module):
@@ -141,3 +150,96 @@ def apply_spectral_norm(net: nn.Module) -> nn.Module:
         )
     nn.utils.parametrizations.spectral_norm(linears[-2])  # registers the parametrization in place
     return net
+
+
+class WeightNormLinear(nn.Module):
+    """A Linear layer with weight normalization (Salimans & Kingma 2016, https://arxiv.org/abs/1602.07868).
+
+    The weight is w = g · v / ‖v‖ with the norm taken per output unit (row), the reparametrization of
+    ``torch.nn.utils.parametrizations.weight_norm(nn.Linear(...))`` (dim 0). Decoupling each unit's length g from its
+    direction v conditions the gradient better, which helps value nets in RL (e.g. BRO, Nauman et al. 2024). The
+    parameters are held explicitly (``weight_v``, ``weight_g``) rather than through a parametrization so that the
+    lazy variant can materialise them. ``weight`` gives the effective weight.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.in_features, self.out_features = in_features, out_features
+        self.weight_v = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        self.weight_g = nn.Parameter(torch.empty(out_features, 1, **factory))
+        self.bias: nn.Parameter | None = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's default init for the effective weight and bias, with g = ‖v‖ so that w = v at the start."""
+        nn.init.kaiming_uniform_(self.weight_v, a=math.sqrt(5))
+        self.set_weight(self.weight_v.detach())
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @torch.no_grad()
+    def set_weight(self, weight: torch.Tensor) -> None:
+        """Make the effective weight equal ``weight`` (v = weight, g = its row norms), e.g. after an ``init_fn``."""
+        self.weight_v.copy_(weight)
+        self.weight_g.copy_(weight.norm(dim=1, keepdim=True))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.weight_g * self.weight_v / self.weight_v.norm(dim=1, keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
+
+
+class LazyWeightNormLinear(LazyModuleMixin, WeightNormLinear):
+    """``WeightNormLinear`` whose ``in_features`` is read from the first input (for specs that do not know widths)."""
+
+    cls_to_become = WeightNormLinear  # type: ignore[assignment]
+    weight_v: UninitializedParameter
+    weight_g: UninitializedParameter
+
+    def __init__(self, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None) -> None:
+        super().__init__(0, 0, False, device, dtype)  # real shapes are set in initialize_parameters
+        factory = {"device": device, "dtype": dtype}
+        self.out_features = out_features
+        self.weight_v = UninitializedParameter(**factory)
+        self.weight_g = UninitializedParameter(**factory)
+        if bias:
+            self.bias = UninitializedParameter(**factory)
+
+    def reset_parameters(self) -> None:
+        if not self.has_uninitialized_params() and self.in_features != 0:
+            super().reset_parameters()
+
+    def initialize_parameters(self, x: torch.Tensor) -> None:  # type: ignore[override]
+        if self.has_uninitialized_params():
+            self.in_features = int(x.shape[-1])
+            with torch.no_grad():
+                self.weight_v.materialize((self.out_features, self.in_features))
+                self.weight_g.materialize((self.out_features, 1))
+                if self.bias is not None:
+                    self.bias.materialize((self.out_features,))
+            self.reset_parameters()
+
+
+class Concat(nn.Module):
+    """Concatenate several inputs along ``dim`` (default the feature dim): the merge node of a multi-input arc."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
