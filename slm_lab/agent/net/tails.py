@@ -1,4 +1,4 @@
-"""Output tails shared by the nets whose bodies end in a feature vector (conv, recurrent, TorchArc).
+"""Output tails shared by the nets whose bodies end in a feature vector (MLP, conv, recurrent, TorchArc).
 
 The algorithms read ``net.tails`` (to re-initialise the policy and value output layers, D3) and expect the same
 output conventions from every net class, so the tails logic lives in one place instead of being copied per net.
