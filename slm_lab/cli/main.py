@@ -69,6 +69,14 @@ def run(
             help="Also log and plot strength, efficiency, stability and consistency",
         ),
     ] = False,
+    render: Annotated[
+        bool,
+        typer.Option(
+            "--render",
+            envvar="RENDER",
+            help="Show the env in a window (vector envs as a grid); warns and goes on if there is no display",
+        ),
+    ] = False,
 ) -> None:
     """Run a spec: `slm-lab run [SPEC_FILE] [SPEC_NAME] [MODE]` (default: the PPO CartPole demo in dev mode)."""
     level = log_level.upper()
@@ -82,6 +90,7 @@ def run(
         OPTIMIZE_PERF=optimize_perf,
         CUDA_OFFSET=cuda_offset,
         LOG_EXTRA=log_extra,
+        RENDER=render,
         lab_mode=lab_mode,
     )
 

@@ -16,6 +16,11 @@ none configured, the step does no extra work.
 Vector envs use ``sync`` vectorisation for classic_control and box2d, otherwise ``sync`` below 8 copies and
 ``async`` from 8; an ``env.vectorization_mode`` key (``sync``/``async``) overrides the choice.
 
+``env.name`` is a registered gymnasium id or a custom env's entry point ``package.module:Class``, imported in the
+process that makes the env (``registration.py``). Atari ids get the preprocessing of ``atari.py``, a reward clip to
+[−1, 1] on every path (→D21) and full-game returns across life losses. ``--render`` builds the env in
+``rgb_array`` mode and shows each step's frame(s) in one window (``render.py``).
+
 Example spec section::
 
     "env": {"name": "CartPole-v1", "num_envs": 4, "max_frame": 200000, "normalize_obs": true}
@@ -31,9 +36,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from loguru import logger
 
+from slm_lab.env.atari import FRAME_SKIP, GameOverTracker, make_atari_env, make_atari_vec
 from slm_lab.env.clock import Clock
-from slm_lab.env.wrappers import ObsNormalizer, RewardNormalizer, parse_clip_reward
+from slm_lab.env.registration import entry_point_str, find_gym_spec
+from slm_lab.env.render import FrameViewer, render_requested
+from slm_lab.env.wrappers import ObsHistory, ObsNormalizer, RewardNormalizer, parse_clip_reward
 from slm_lab.errors import SpecError
 
 __all__ = ["Clock", "LabEnv", "Step", "make_env"]
@@ -69,31 +78,9 @@ class Step(NamedTuple):
     truncated: np.ndarray  # (N,) bool
 
 
-def _entry_point_str(gym_spec: gym.envs.registration.EnvSpec) -> str:
-    ep = gym_spec.entry_point
-    return ep if isinstance(ep, str) else f"{getattr(ep, '__module__', '')}:{getattr(ep, '__qualname__', '')}"
-
-
-def _find_gym_spec(name: str) -> gym.envs.registration.EnvSpec:
-    """The registered gymnasium spec of ``name``; a SpecError naming ``env.name`` if there is none."""
-    if name.startswith("playground/"):
-        raise SpecError(f"env.name {name!r}: MuJoCo Playground envs are not supported in this installation")
-    if name.startswith("ALE/"):
-        try:
-            import ale_py  # optional dependency: registers the ALE/ ids
-
-            gym.register_envs(ale_py)
-        except ImportError:
-            raise SpecError(f"env.name {name!r}: Atari envs need the optional package 'ale-py'") from None
-    try:
-        return gym.spec(name)
-    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
-        raise SpecError(f"env.name {name!r}: not a registered gymnasium env ({e})") from None
-
-
 def _vectorization_mode(gym_spec: gym.envs.registration.EnvSpec, num_envs: int) -> str:
     """classic_control and box2d step in microseconds, so subprocesses would cost more than they save."""
-    entry = _entry_point_str(gym_spec)
+    entry = entry_point_str(gym_spec)
     if "classic_control" in entry or "box2d" in entry:
         return "sync"
     return "sync" if num_envs < ASYNC_MIN_ENVS else "async"
@@ -135,7 +122,7 @@ class LabEnv:
     Otherwise actions are only clipped to the env's bounds.
     """
 
-    def __init__(self, spec: dict) -> None:
+    def __init__(self, spec: dict, render: bool = False) -> None:
         env_spec = spec["env"]
         meta = spec.get("meta") or {}
         gamma = (spec.get("agent") or {}).get("algorithm", {}).get("gamma", 0.99)
@@ -151,10 +138,19 @@ class LabEnv:
         self.log_frequency = int(meta.get("log_frequency") or 10000)
         self.eval_frequency = int(meta.get("eval_frequency") or 10000)
 
-        gym_spec = _find_gym_spec(self.name)
-        self.is_atari = "ale_py" in _entry_point_str(gym_spec)
+        gym_spec = find_gym_spec(self.name)
+        entry = entry_point_str(gym_spec)
+        self.is_atari = "ale_py" in entry
+        if "mujoco" in entry:
+            _silence_mujoco()
         kwargs = {k: v for k, v in env_spec.items() if k not in LAB_KEYS}
-        self.max_t = self._apply_time_limit(env_spec.get("max_t"), gym_spec, kwargs)
+        # Atari: with life_loss_info a lost life is a termination that does not end the game (see atari.py)
+        self.life_loss_info = self.is_atari and bool(kwargs.get("life_loss_info"))
+        self._games = GameOverTracker(self.num_envs) if self.is_atari else None
+        self.max_t = self._apply_time_limit(
+            env_spec.get("max_t"), gym_spec, kwargs, self.is_atari and self.is_venv
+        )
+        self._viewer = FrameViewer(self.name) if render else None
         # True for a sync vector env, which returns its internal obs buffer (set by _make_gym_env)
         self._sync_buffer = False
         self._env = self._make_gym_env(env_spec, gym_spec, kwargs)
@@ -176,23 +172,62 @@ class LabEnv:
         self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)  # raw, per copy, current episode
         self._setup_transforms(env_spec, gamma)
+        self._history = self._setup_history(spec)
+
+    def _setup_history(self, spec: dict) -> ObsHistory | None:
+        """→D16: with a ``RecurrentNet``, each observation becomes the stack of the copy's last ``seq_len``
+        observations, so the net sees a real history; ``observation_space`` and ``state_dim`` describe the stack."""
+        net = (spec.get("agent") or {}).get("net") or {}
+        if net.get("type") != "RecurrentNet":
+            return None
+        space = self.observation_space
+        if not isinstance(space, spaces.Box):
+            raise SpecError(f"agent.net.type: RecurrentNet needs Box observations, {self.name} has {space}")
+        seq_len = int(net.get("seq_len") or 0)
+        if seq_len < 1:
+            raise SpecError(f"agent.net.seq_len: RecurrentNet needs seq_len >= 1, got {net.get('seq_len')!r}")
+        low = np.repeat(space.low[None], seq_len, axis=0)
+        high = np.repeat(space.high[None], seq_len, axis=0)
+        self.observation_space = spaces.Box(np.minimum(low, 0), np.maximum(high, 0), dtype=space.dtype)
+        self.state_dim = tuple(self.observation_space.shape)
+        return ObsHistory(self.num_envs, seq_len, tuple(space.shape), space.dtype)
 
     # ------------------------------------------------------------------ construction
 
     @staticmethod
-    def _apply_time_limit(max_t: Any, gym_spec: gym.envs.registration.EnvSpec, kwargs: dict) -> int | None:
-        """→D9: ``max_t`` becomes the episode step limit only when below the env's own; returns the limit in force."""
+    def _apply_time_limit(
+        max_t: Any, gym_spec: gym.envs.registration.EnvSpec, kwargs: dict, ale_vector: bool = False
+    ) -> int | None:
+        """→D9: ``max_t`` becomes the episode step limit only when below the env's own; returns the limit in force.
+
+        ALE envs limit episodes in emulator frames (``max_num_frames_per_episode``, 108000 = 27000 steps in v5),
+        and the native vector env accepts only that key, so there the limit is converted to frames."""
         own = kwargs.get("max_episode_steps", gym_spec.max_episode_steps)
+        frames = kwargs.get("max_num_frames_per_episode", gym_spec.kwargs.get("max_num_frames_per_episode"))
+        skip = kwargs.get("frameskip", gym_spec.kwargs.get("frameskip", FRAME_SKIP))
+        if own is None and frames and isinstance(skip, int):
+            own = int(frames) // skip
         own = own if own is not None and own > 0 else None
         if max_t is not None and (own is None or int(max_t) < own):
-            kwargs["max_episode_steps"] = int(max_t)
+            if ale_vector:
+                kwargs["max_num_frames_per_episode"] = int(max_t) * int(skip)
+            else:
+                kwargs["max_episode_steps"] = int(max_t)
             return int(max_t)
         return own
 
     def _make_gym_env(self, env_spec: dict, gym_spec: gym.envs.registration.EnvSpec, kwargs: dict) -> Any:
+        render_mode = "rgb_array" if self._viewer is not None else None
+        if render_mode is not None:
+            kwargs = {**kwargs, "render_mode": render_mode}
         try:
+            if self.is_atari:
+                kwargs.pop("render_mode", None)
+                if self.is_venv:
+                    return make_atari_vec(self.name, self.num_envs, kwargs, render_mode)
+                return make_atari_env(self.name, kwargs, render_mode)
             if not self.is_venv:
-                return gym.make(self.name, **kwargs)
+                return gym.make(gym_spec, **kwargs)
             mode = env_spec.get("vectorization_mode") or _vectorization_mode(gym_spec, self.num_envs)
             if mode not in ("sync", "async"):
                 raise SpecError(f"env.vectorization_mode: expected 'sync' or 'async', got {mode!r}")
@@ -201,7 +236,7 @@ class LabEnv:
                 vector_kwargs["copy"] = False  # the step copies only what it returns
             self._sync_buffer = mode == "sync"
             return gym.make_vec(
-                self.name,
+                gym_spec,
                 num_envs=self.num_envs,
                 vectorization_mode=mode,
                 vector_kwargs=vector_kwargs,
@@ -263,10 +298,10 @@ class LabEnv:
         if clip_obs is None and normalize_obs:
             clip_obs = DEFAULT_CLIP
         clip_reward = env_spec.get("clip_reward")
-        if clip_reward is None and normalize_reward:
-            clip_reward = DEFAULT_CLIP
         if clip_reward is None and self.is_atari:
             clip_reward = [-1.0, 1.0]  # →D21: every Atari path clips unless clip_reward overrides it
+        if clip_reward is None and normalize_reward:
+            clip_reward = DEFAULT_CLIP
         self._clip_obs = None if clip_obs is None else abs(float(clip_obs))
         self._clip_reward = parse_clip_reward(clip_reward)
         obs_shape = self.observation_space.shape or ()
@@ -287,7 +322,10 @@ class LabEnv:
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Reset every copy; returns ``(N, *obs_shape)``. With a seed, copy i gets ``seed + i`` and the action
         space(s) are seeded with ``seed``; without one, the env RNGs continue."""
-        obs, _ = self._env.reset(seed=seed)
+        obs, info = self._env.reset(seed=seed)
+        if self._games is not None:
+            lives = info.get("lives")
+            self._games.reset(None if lives is None else np.asarray(lives).reshape(self.num_envs))
         if seed is not None:
             self.action_space.seed(seed)
             self._env.action_space.seed(seed)
@@ -297,7 +335,8 @@ class LabEnv:
             self._reward_norm.reset()
         if not self.is_venv:
             self.clock.t = 0
-        return self._transform_obs(obs, update=True) if self._has_transforms else obs
+        obs = self._transform_obs(obs, update=True) if self._has_transforms else obs
+        return self._history.reset(obs) if self._history is not None else obs
 
     def step(self, action: np.ndarray) -> Step:
         """Step every copy with a batched action (``(N,)`` or ``(N, A)``), tick the clock, and return a ``Step``."""
@@ -314,6 +353,8 @@ class LabEnv:
                 final_obs = info["final_obs"]
                 for i in idx:  # only the copies that ended
                     next_state[i] = final_obs[i]
+                if self._games is not None:  # Atari: full-game returns, across life losses
+                    idx = np.flatnonzero(self._games.game_over(done, truncated, info.get("lives")))
                 self.returns.extend(self._episode_returns[idx].tolist())
                 self._episode_returns[idx] = 0.0
                 self.clock.tick_step(len(idx), done)
@@ -321,23 +362,44 @@ class LabEnv:
                 next_state = obs
                 self.clock.tick_step(0, done)
         else:
-            obs, r, term, trunc, _ = self._env.step(native)
+            obs, r, term, trunc, info = self._env.step(native)
             self._episode_returns[0] += r
             reward = np.array([r], dtype=np.float64)
-            terminated, truncated = np.array([term]), np.array([trunc])
+            life_lost = False
+            if self._games is not None and "lives" in info:
+                lives = np.array([info["lives"]])
+                life_lost = (
+                    self.life_loss_info and bool(lives[0] < self._games.lives[0]) and not (term or trunc)
+                )
+                self._games.reset(lives)
+            terminated, truncated = np.array([term or life_lost]), np.array([trunc])
             done = terminated | truncated
-            if term or trunc:
+            if life_lost:  # the game goes on: a termination for value targets, not an episode for returns
+                obs = next_state = np.array(obs)[None]
+                self.clock.tick_step(0, done)
+            elif term or trunc:
                 next_state = np.array(obs)[None]
                 self.returns.append(float(self._episode_returns[0]))
                 self._episode_returns[0] = 0.0
-                obs = np.array(self._env.reset()[0])[None]
+                obs, reset_info = self._env.reset()
+                obs = np.array(obs)[None]
+                if self._games is not None and "lives" in reset_info:
+                    self._games.reset(np.array([reset_info["lives"]]))
                 self.clock.tick_step(1, done)
             else:
                 obs = next_state = np.array(obs)[None]
                 self.clock.tick_step(0, done)
+        if self._viewer is not None:
+            self._viewer.show(self._env)
         if self._has_transforms:
-            return self._transform(obs, next_state, reward, terminated, truncated, done)
-        return Step(obs, next_state, reward.astype(np.float32), terminated, truncated)
+            result = self._transform(obs, next_state, reward, terminated, truncated, done)
+        else:
+            result = Step(obs, next_state, reward.astype(np.float32), terminated, truncated)
+        if self._history is None:
+            return result
+        reset_mask = done if result.next_state is not result.obs else np.zeros_like(done)
+        stacked_obs, stacked_next = self._history.step(result.obs, result.next_state, reset_mask)
+        return result._replace(obs=stacked_obs, next_state=stacked_next)
 
     def _transform_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
         if self._obs_norm is not None:
@@ -411,13 +473,23 @@ class LabEnv:
             self._reward_norm.load_state_dict(d["reward_norm"])
 
     def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
         self._env.close()
 
     def __repr__(self) -> str:
         return f"LabEnv({self.name!r}, num_envs={self.num_envs}, {self.clock})"
 
 
-def make_env(spec: dict) -> LabEnv:
+def _silence_mujoco() -> None:
+    """MuJoCo writes compiler deprecation warnings of the gymnasium models to MUJOCO_LOG.TXT in the working folder;
+    send them to the debug log instead."""
+    import mujoco
+
+    mujoco.set_mju_user_warning(lambda message: logger.debug(f"MuJoCo: {message}"))
+
+
+def make_env(spec: dict, render: bool | None = None) -> LabEnv:
     """Build the session's env from ``spec["env"]`` (``meta`` for frequencies, the algorithm's ``gamma`` for
-    reward normalisation)."""
-    return LabEnv(spec)
+    reward normalisation). ``render`` defaults to the ``--render`` flag of ``slm-lab run``."""
+    return LabEnv(spec, render=render_requested() if render is None else render)

@@ -13,7 +13,7 @@ import numpy as np
 
 from slm_lab.errors import SpecError
 
-__all__ = ["ObsNormalizer", "RewardNormalizer", "RunningMeanStd", "parse_clip_reward"]
+__all__ = ["ObsHistory", "ObsNormalizer", "RewardNormalizer", "RunningMeanStd", "parse_clip_reward"]
 
 EPS = 1e-8
 
@@ -134,3 +134,36 @@ def parse_clip_reward(value: object) -> tuple[float, float] | None:
             raise SpecError(f"env.clip_reward: lower bound {lo} is above upper bound {hi}")
         return (lo, hi)
     raise SpecError(f"env.clip_reward: expected a number or [lo, hi], got {value!r}")
+
+
+class ObsHistory:
+    """The last ``seq_len`` observations of each env copy, oldest first, zero-padded after a reset (→D16).
+
+    A recurrent net needs a real history; this keeps one per copy as a (num_envs, seq_len, *obs_shape) buffer.
+    ``step`` returns the stacked next state (the history ending in each copy's true next observation) and the
+    stacked observation the agent acts on next, which restarts from zeros plus the reset observation for the copies
+    whose episode ended.
+    """
+
+    def __init__(self, num_envs: int, seq_len: int, obs_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be at least 1, got {seq_len}")
+        self.buffer = np.zeros((num_envs, seq_len, *obs_shape), dtype=dtype)
+
+    def reset(self, obs: np.ndarray) -> np.ndarray:
+        self.buffer[:] = 0
+        self.buffer[:, -1] = obs
+        return self.buffer.copy()
+
+    def step(
+        self, obs: np.ndarray, next_state: np.ndarray, reset_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(stacked obs, stacked next state); ``reset_mask`` marks the copies whose ``obs`` starts a new episode."""
+        self.buffer[:, :-1] = self.buffer[:, 1:]
+        self.buffer[:, -1] = next_state
+        stacked_next = self.buffer.copy()
+        if not reset_mask.any():
+            return stacked_next, stacked_next
+        self.buffer[reset_mask] = 0
+        self.buffer[reset_mask, -1] = obs[reset_mask]
+        return self.buffer.copy(), stacked_next

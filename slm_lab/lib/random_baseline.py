@@ -89,13 +89,16 @@ def compute_random_baseline(
 ) -> dict[str, float]:
     """Mean and (population) std of a uniformly random policy's raw return over ``episodes`` episodes.
 
-    The env is made with ``gymnasium.make`` (its registered time limit included, no reward wrappers). The first
-    reset and the action space are seeded with ``seed``, so the result is reproducible. Raises ``TimeoutError``
-    when ``max_seconds`` is exceeded, and whatever the env raises.
+    The env is made with ``gymnasium.make`` (its registered time limit included, no reward wrappers) from the same
+    spec the lab resolves, so Atari ids and ``package.module:Class`` entry points work too. The first reset and the
+    action space are seeded with ``seed``, so the result is reproducible. Raises ``TimeoutError`` when
+    ``max_seconds`` is exceeded, and whatever the env raises.
     """
     import gymnasium as gym
 
-    env = gym.make(env_id)
+    from slm_lab.env.registration import find_gym_spec
+
+    env = gym.make(find_gym_spec(env_id))
     try:
         max_steps = env.spec.max_episode_steps if env.spec is not None else None
         max_steps = max_steps or MAX_EPISODE_STEPS

@@ -238,6 +238,8 @@ def _check_nets(agent: dict[str, Any], algo_cls: type[AlgorithmSpec] | None, che
             assert algo_cls is not None
             check.unknown += _unknown_keys(net, net_cls, "agent.net", routed=True)
             for key in algo_cls.REQUIRED_NET_KEYS:
+                if key == "shared" and net.get("type") == "TorchArcNet":
+                    continue  # TorchArcNet defaults shared to false (§2.5)
                 if key not in net:
                     check.errors.append(
                         f"agent.net.{key}: field required ({agent['algorithm']['name']} needs it)"
@@ -290,17 +292,23 @@ def _check_agent(agent: dict[str, Any], check: _Check) -> None:
 
 
 def _check_env_id(env_id: str) -> str | None:
-    """An error line when ``env_id`` is not a registered gymnasium id; entry points and Playground pass."""
-    if ":" in env_id or env_id.startswith("playground/"):
+    """An error line when ``env_id`` is neither a registered gymnasium id nor an importable ``module:Class`` entry
+    point (Playground ids pass: they are checked when the env is made)."""
+    if env_id.startswith("playground/"):
         return None
+    if ":" in env_id:
+        from slm_lab.env.registration import entry_point_error
+
+        return entry_point_error(env_id)
     import gymnasium as gym
 
     if env_id.startswith("ALE/"):
         try:
-            import ale_py
+            from slm_lab.env.atari import register_ale
+
+            register_ale()
         except ImportError:
             return None  # cannot check without ale-py; making the env reports it
-        gym.register_envs(ale_py)
     registry = gym.envs.registry
     if env_id in registry:
         return None

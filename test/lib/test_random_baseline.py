@@ -1,6 +1,8 @@
 """Random baselines (§6.6, D22): the shipped file is read-only; a missing env is computed once and cached in the user
 cache, or under the data folder when the cache folder cannot be written."""
 
+from pathlib import Path
+
 import pytest
 
 from slm_lab.lib import random_baseline
@@ -63,3 +65,11 @@ def test_failed_computation_is_not_retried(isolated, tmp_path, monkeypatch):
     assert random_baseline.get_random_baseline("Broken-v0", compute_missing=True) is None
     assert calls == ["Broken-v0"]
     assert not (tmp_path / "cache/slm_lab/random_baseline.json").exists()
+
+
+def test_a_custom_entry_point_env_gets_a_real_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entry points resolve the way the lab makes envs: the random walk along the test corridor pays 1 at its end
+    and −0.01 per step, so the mean return is below 1 and not the 0 of a failed computation."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "fixtures"))
+    result = random_baseline.compute_random_baseline("custom_env:Corridor", episodes=5)
+    assert 0.0 < result["mean"] < 1.0

@@ -26,9 +26,8 @@ def shipped_specs() -> list[tuple[str, str]]:
 
 
 SPECS = shipped_specs()
-# template specs take their env on the command line (-s env=...); the smoke test fills in a light env of the same
-# action type, since MuJoCo itself is not part of the default install
-TEMPLATE_SETS = {"mujoco": ["env=Pendulum-v1", "max_frame=1000"]}
+# template specs take their env on the command line (-s env=...); the smoke test fills in one env of the family
+TEMPLATE_SETS = {"mujoco": ["env=HalfCheetah-v5", "max_frame=1000"], "atari": ["env=ALE/Pong-v5"]}
 
 
 def template_sets(spec_file: str) -> list[str] | None:

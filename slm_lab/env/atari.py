@@ -1,0 +1,97 @@
+"""Atari (ALE v5 through ale-py) construction and full-game return bookkeeping (contract §6.5, →D21).
+
+Two paths give the same observations, uint8 ``(4, 84, 84)``:
+- vector (``num_envs > 1``): ale-py's native ``AtariVectorEnv`` (84×84 grayscale, 4-frame stack, frame skip 4,
+  no-op and fire resets, max-pooled frames) with its internal reward clipping off, because ``LabEnv`` clips every
+  Atari path itself; ALE v5's sticky actions (0.25) come from the registered kwargs.
+- single env (and vector envs while rendering, which the native env cannot do): ``gym.make`` (ALE v5 already skips
+  4 frames) -> ``AtariPreprocessing`` with ``frame_skip=1`` and unscaled obs -> a 4-frame stack, zero-padded.
+
+With ``life_loss_info: true`` a lost life is reported as ``terminated`` so that value targets stop there, but the
+game goes on. Episode returns must still be full games, so ``GameOverTracker`` tells a life-loss termination from a
+real game over.
+"""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, TimeLimit
+
+__all__ = ["FRAME_SKIP", "GameOverTracker", "make_atari_env", "make_atari_vec", "register_ale"]
+
+FRAME_SKIP = 4  # ALE v5 default
+STACK = 4
+SCREEN = 84
+
+
+def register_ale() -> None:
+    """Register the ``ALE/`` ids with gymnasium and silence ALE's console output."""
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    gym.register_envs(ale_py)
+
+
+def _preprocess(env: gym.Env) -> gym.Env:
+    # frame_skip=1: ALE v5 already repeats each action 4 times; scale_obs=False keeps uint8 (scaled on the device)
+    env = AtariPreprocessing(env, noop_max=30, frame_skip=1, screen_size=SCREEN, scale_obs=False)
+    return FrameStackObservation(env, STACK, padding_type="zero")
+
+
+def make_atari_env(name: str, kwargs: dict[str, Any], render_mode: str | None = None) -> gym.Env:
+    """A single preprocessed Atari env. ``life_loss_info`` is handled by ``LabEnv`` (it must not reset the game)."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "life_loss_info"}
+    # the time limit goes outside the preprocessing, so the reset's no-op steps do not count towards it
+    max_episode_steps = kwargs.pop("max_episode_steps", None)
+    env = _preprocess(gym.make(name, render_mode=render_mode, **kwargs))
+    return env if max_episode_steps is None else TimeLimit(env, int(max_episode_steps))
+
+
+def make_atari_vec(name: str, num_envs: int, kwargs: dict[str, Any], render_mode: str | None = None) -> Any:
+    """The native ALE vector env, or a sync vector env of preprocessed copies when rendering."""
+    if render_mode is not None:
+        single = {k: v for k, v in kwargs.items() if k != "life_loss_info"}
+        return gym.make_vec(
+            name,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            wrappers=[_preprocess],
+            render_mode=render_mode,
+            **single,
+        )
+    return gym.make_vec(
+        name,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=AutoresetMode.SAME_STEP,
+        reward_clipping=False,  # LabEnv clips every Atari path (→D21)
+        **kwargs,
+    )
+
+
+class GameOverTracker:
+    """Tells which ended episodes are whole games, from the ``lives`` counts in ``info``.
+
+    A life-loss termination leaves the game running with one life fewer (and at least one left). A game over either
+    reaches 0 lives or, in the native vector env, shows the reset game's full lives in the same step. Truncation
+    always ends the game. Games without lives (Pong reports 0 throughout) end only at a real game over.
+    """
+
+    def __init__(self, num_envs: int) -> None:
+        self.lives = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self, lives: np.ndarray | None) -> None:
+        if lives is not None:
+            self.lives[:] = lives
+
+    def game_over(self, done: np.ndarray, truncated: np.ndarray, lives: np.ndarray | None) -> np.ndarray:
+        """A bool mask of copies whose game ended at this step; updates the stored lives."""
+        if lives is None:
+            return done
+        lives = np.asarray(lives, dtype=np.int64)
+        life_lost_only = (lives < self.lives) & (lives > 0) & ~truncated
+        self.lives[:] = lives
+        return done & ~life_lost_only

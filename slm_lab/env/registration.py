@@ -1,0 +1,79 @@
+"""Resolving ``env.name`` to a gymnasium ``EnvSpec``: registered ids, ``ALE/`` ids and custom entry points.
+
+A custom env is named by its entry point, ``package.module:Class``. Sessions run in spawned processes, which do not
+inherit anything registered in the parent, so the entry point is resolved by importing the module inside each
+process (``make_env`` calls ``find_gym_spec``), never by registering it once in the parent. The module must be
+importable there: installed, or on ``PYTHONPATH``.
+
+gymnasium's own ``module:EnvId`` form (import a module that registers ``EnvId``) also works: if the part after the
+colon is not an attribute of the module, the name is looked up in the registry after the import.
+"""
+
+import importlib
+import inspect
+
+import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
+
+from slm_lab.errors import SpecError
+
+__all__ = ["entry_point_error", "entry_point_str", "find_gym_spec"]
+
+
+def entry_point_str(gym_spec: EnvSpec) -> str:
+    ep = gym_spec.entry_point
+    return ep if isinstance(ep, str) else f"{getattr(ep, '__module__', '')}:{getattr(ep, '__qualname__', '')}"
+
+
+def entry_point_error(name: str) -> str | None:
+    """An error line naming ``env.name`` when ``name`` (``module:Class``) cannot be imported; None if it can."""
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        return f"env.name {name!r}: an entry point must look like 'package.module:Class'"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        return (
+            f"env.name {name!r}: cannot import module {module_name!r} ({type(e).__name__}: {e}); "
+            "install it or add its folder to PYTHONPATH"
+        )
+    target = getattr(module, attr, None)
+    if target is None:
+        if name in gym.envs.registry:  # gymnasium's "module:EnvId" form: the import registered the id
+            return None
+        return f"env.name {name!r}: module {module_name!r} has no attribute {attr!r} (nor registers that id)"
+    if inspect.isclass(target) and not issubclass(target, gym.Env):
+        return f"env.name {name!r}: {attr!r} is a class but not a gymnasium.Env subclass"
+    if not callable(target):
+        return f"env.name {name!r}: {attr!r} is not a class or callable that builds an env"
+    return None
+
+
+def _register_ale(name: str) -> None:
+    try:
+        from slm_lab.env.atari import register_ale
+
+        register_ale()
+    except ImportError:
+        raise SpecError(f"env.name {name!r}: Atari envs need the package 'ale-py'") from None
+
+
+def find_gym_spec(name: str) -> EnvSpec:
+    """The gymnasium spec for ``name``; a SpecError naming ``env.name`` if it cannot be resolved."""
+    if name.startswith("playground/"):
+        raise SpecError(f"env.name {name!r}: MuJoCo Playground envs are not supported in this installation")
+    if name.startswith("ALE/"):
+        _register_ale(name)
+    if ":" in name:
+        error = entry_point_error(name)
+        if error:
+            raise SpecError(error)
+        if name in gym.envs.registry:
+            return gym.spec(name)
+        module_name, _, attr = name.partition(":")
+        target = getattr(importlib.import_module(module_name), attr)
+        return EnvSpec(id=name, entry_point=target)
+    try:
+        return gym.spec(name)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        raise SpecError(f"env.name {name!r}: not a registered gymnasium env ({e})") from None
