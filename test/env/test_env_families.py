@@ -269,12 +269,12 @@ def test_ppo_mujoco_spec_trains_on_halfcheetah(data_dir):
     session = run_spec_session(
         "benchmark/ppo/ppo_mujoco.json",
         "ppo_mujoco",
-        ["env=HalfCheetah-v5", "max_frame=1000"],
+        ["env=HalfCheetah-v5", "max_frame=2000"],
         {"num_envs": 2, "max_t": 100},
         {"time_horizon": 250, "minibatch_size": 250, "training_epoch": 1},
     )
-    assert session.env.clock.frame == 1000 and session.env.clock.opt_step > 0
-    assert len(session.env.returns) == 10  # 2 copies × 500 frames / max_t 100
+    assert session.env.clock.frame == 2000 and session.env.clock.opt_step > 0
+    assert len(session.env.returns) == 20  # 2 copies × 1000 frames / max_t 100
     assert "obs_norm" in session.env.state_dict() and "reward_norm" in session.env.state_dict()
 
 
@@ -283,9 +283,22 @@ def test_ppo_atari_spec_trains_on_pong_with_uint8_storage(data_dir):
         "benchmark/ppo/ppo_atari.json",
         "ppo_atari",
         ["env=ALE/Pong-v5"],
-        {"num_envs": 4, "max_frame": 600},
+        {"num_envs": 4, "max_frame": 2400},
         {"time_horizon": 150, "minibatch_size": 300, "training_epoch": 1},
     )
-    assert session.env.clock.frame == 600 and session.env.clock.opt_step == 2
+    # 4 rollouts of 150 × 4 frames, each 1 epoch of 2 minibatches on a shared net
+    assert session.env.clock.frame == 2400 and session.env.clock.opt_step == 8
     stored = [v for v in vars(session.agent.memory).values() if isinstance(v, np.ndarray) and v.ndim >= 3]
     assert stored and all(v.dtype == np.uint8 for v in stored)
+
+
+def test_ppo_lunar_spec_trains_on_lunarlander(data_dir):
+    session = run_spec_session(
+        "benchmark/ppo/ppo_lunar.json",
+        "ppo_lunar",
+        [],
+        {"num_envs": 4, "max_frame": 2000},
+        {"time_horizon": 125},
+    )
+    assert session.env.clock.frame == 2000 and session.env.clock.opt_step > 0
+    assert len(session.env.returns) > 0 and all(np.isfinite(session.env.returns))
