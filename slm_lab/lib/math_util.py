@@ -18,6 +18,9 @@ the losses that use them.
 """
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 __all__ = [
     "PercentileNormalizer",
     "ReturnNormalizer",
+    "TargetUpdate",
     "calc_gaes",
     "calc_nstep_returns",
     "calc_q_targets",
@@ -36,6 +40,7 @@ __all__ = [
     "standardize",
     "symexp",
     "symlog",
+    "weighted_mean",
 ]
 
 
@@ -259,6 +264,39 @@ def polyak_update(target_net: nn.Module, net: nn.Module, tau: float) -> None:
             tb.copy_(sb)
     if tgt_float:
         torch._foreach_lerp_(tgt_float, src_float, tau)
+
+
+def weighted_mean(per_sample: Tensor, weights: Tensor | None) -> Tensor:
+    """mean(w_i · loss_i): the importance-weighted loss of prioritized replay (D31); the plain mean without weights."""
+    return (per_sample * weights).mean() if weights is not None else per_sample.mean()
+
+
+@dataclass(frozen=True)
+class TargetUpdate:
+    """How target nets follow their online nets (the ``update_type``, ``update_frequency`` and ``polyak_coef`` net
+    keys): ``polyak`` moves each target by τ toward its net on every call; ``replace`` copies when
+    ``frame % update_frequency < num_envs``, i.e. once per ``update_frequency`` frames of a vector env."""
+
+    update_type: str = "replace"
+    update_frequency: int = 1
+    polyak_coef: float = 0.0
+
+    @classmethod
+    def from_spec(cls, net_spec: dict[str, Any]) -> "TargetUpdate":
+        return cls(
+            net_spec.get("update_type", "replace"),
+            int(net_spec.get("update_frequency") or 1),
+            float(net_spec.get("polyak_coef") or 0.0),
+        )
+
+    def __call__(self, pairs: Sequence[tuple[nn.Module, nn.Module]], frame: int, num_envs: int) -> None:
+        """Update each (target, net) pair at the current ``frame``."""
+        if self.update_type == "polyak":
+            for target, net in pairs:
+                polyak_update(target, net, self.polyak_coef)
+        elif frame % self.update_frequency < num_envs:
+            for target, net in pairs:
+                copy_weights(target, net)
 
 
 class ReturnNormalizer:

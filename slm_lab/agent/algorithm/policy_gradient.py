@@ -15,7 +15,7 @@ from torch import nn
 from slm_lab.agent.algorithm.base import Algorithm
 from slm_lab.agent.algorithm.policy import ACTION_POLICIES
 from slm_lab.agent.net import NETS, OptimPair
-from slm_lab.agent.net.builder import build_loss, build_optimizer, init_output_layer, net_in_dim
+from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, init_output_layer, net_in_dim
 from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
 from slm_lab.lib.math_util import standardize
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
@@ -141,8 +141,7 @@ class PolicyGradient(Algorithm):
         self.lr_schedulers[name] = build_lr_scheduler(
             optim, net_spec.get("lr_scheduler_spec"), self.frames_per_train()
         )
-        clip = net_spec.get("clip_grad_val")
-        self._clip[name] = None if clip is None else float(clip)
+        self._clip[name] = grad_clip(net_spec)
 
     # forward passes ------------------------------------------------------------------------------------------
     def calc_pdparam_v(self, x: torch.Tensor, need_v: bool = True) -> tuple[Any, torch.Tensor | None]:

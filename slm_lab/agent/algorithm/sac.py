@@ -21,11 +21,11 @@ from slm_lab.agent.algorithm.base import ALGORITHMS, Algorithm
 from slm_lab.agent.algorithm.policy_gradient import policy_out_dim
 from slm_lab.agent.memory.base import ReplayBatch
 from slm_lab.agent.net import NETS, OptimPair, train_step
-from slm_lab.agent.net.builder import build_loss, build_optimizer, net_in_dim
+from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, net_in_dim
 from slm_lab.agent.net.layers import apply_spectral_norm
 from slm_lab.errors import SpecError
 from slm_lab.lib.distribution import LOG_SCALE_MAX, LOG_SCALE_MIN, get_action_type
-from slm_lab.lib.math_util import calc_q_targets, copy_weights, polyak_update, symlog
+from slm_lab.lib.math_util import TargetUpdate, calc_q_targets, symlog, weighted_mean
 from slm_lab.lib.schedule import build_lr_scheduler
 from slm_lab.spec.schema import ALGORITHM_SPECS
 
@@ -149,9 +149,7 @@ class SoftActorCritic(Algorithm):
             self.target_q1_net = copy.deepcopy(self.q1_net).requires_grad_(False)
             self.target_q2_net = copy.deepcopy(self.q2_net).requires_grad_(False)
             self.nets.update(target_q1_net=self.target_q1_net, target_q2_net=self.target_q2_net)
-        self.update_type = net_spec.get("update_type", "replace")
-        self.update_frequency = int(net_spec.get("update_frequency") or 1)
-        self.polyak_coef = float(net_spec.get("polyak_coef") or 0.0)
+        self.target_update = TargetUpdate.from_spec(net_spec)
 
         # optimizers and LR schedulers
         frames_per_train = max(1, int(cfg.training_frequency) * self.num_envs)
@@ -166,10 +164,10 @@ class SoftActorCritic(Algorithm):
             self.lr_schedulers[net_name] = build_lr_scheduler(
                 self.optims[net_name], ns.get("lr_scheduler_spec"), frames_per_train
             )
-        self.actor_pairs = [OptimPair(self.net, self.optims["net"], _clip(net_spec))]
+        self.actor_pairs = [OptimPair(self.net, self.optims["net"], grad_clip(net_spec))]
         self.critic_pairs = [
-            OptimPair(self.q1_net, self.optims["q1_net"], _clip(critic_spec)),
-            OptimPair(self.q2_net, self.optims["q2_net"], _clip(critic_spec)),
+            OptimPair(self.q1_net, self.optims["q1_net"], grad_clip(critic_spec)),
+            OptimPair(self.q2_net, self.optims["q2_net"], grad_clip(critic_spec)),
         ]
         self.critic_params = [p for pair in self.critic_pairs for p in pair.params]
         loss_spec = {**(critic_spec.get("loss_spec") or {"name": "MSELoss"}), "reduction": "none"}
@@ -365,8 +363,7 @@ class SoftActorCritic(Algorithm):
         """mean(w · loss_fn(Q, y)), both sides symlog-compressed when ``symlog`` is on."""
         if self.symlog:
             q, q_targets = symlog(q), symlog(q_targets)
-        per_sample = self.loss_fn(q, q_targets)
-        return (per_sample * weights).mean() if weights is not None else per_sample.mean()
+        return weighted_mean(self.loss_fn(q, q_targets), weights)
 
     def train_actor_alpha(self, states: torch.Tensor, alpha: torch.Tensor) -> None:
         """The actor step against the current critics (their parameters frozen), then the α step."""
@@ -423,17 +420,11 @@ class SoftActorCritic(Algorithm):
             self.log_alpha.clamp_(float(self.cfg.log_alpha_min), float(self.cfg.log_alpha_max))
 
     def update_targets(self) -> None:
-        """Target critics follow the critics: ``polyak`` averaging with τ every call, or a ``replace`` copy when
-        frame % update_frequency < num_envs."""
+        """Target critics follow the critics by the net spec's ``TargetUpdate`` rule (none for CrossQ)."""
         if self.target_q1_net is None or self.target_q2_net is None:
             return
-        pairs = ((self.target_q1_net, self.q1_net), (self.target_q2_net, self.q2_net))
-        if self.update_type == "polyak":
-            for target, net in pairs:
-                polyak_update(target, net, self.polyak_coef)
-        elif self.clock.frame % self.update_frequency < self.num_envs:
-            for target, net in pairs:
-                copy_weights(target, net)
+        pairs = [(self.target_q1_net, self.q1_net), (self.target_q2_net, self.q2_net)]
+        self.target_update(pairs, self.clock.frame, self.num_envs)
 
     # state ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -503,8 +494,3 @@ class CrossQ(SoftActorCritic):
         finally:
             self.q1_net.train()
             self.q2_net.train()
-
-
-def _clip(net_spec: dict[str, Any]) -> float | None:
-    clip = net_spec.get("clip_grad_val")
-    return None if clip is None else float(clip)

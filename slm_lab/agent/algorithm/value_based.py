@@ -13,10 +13,10 @@ from torch import nn
 from slm_lab.agent.algorithm.base import Algorithm
 from slm_lab.agent.algorithm.policy import ACTION_POLICIES
 from slm_lab.agent.net import NETS, OptimPair
-from slm_lab.agent.net.builder import build_loss, build_optimizer, net_in_dim
+from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, net_in_dim
 from slm_lab.errors import SpecError
 from slm_lab.lib.distribution import get_action_type, resolve_pdtype
-from slm_lab.lib.math_util import copy_weights, polyak_update
+from slm_lab.lib.math_util import TargetUpdate, weighted_mean
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
 from slm_lab.spec.schema import ALGORITHM_SPECS
 
@@ -65,8 +65,7 @@ class ValueBased(Algorithm):
         self.lr_schedulers["net"] = build_lr_scheduler(
             self.optims["net"], net_spec.get("lr_scheduler_spec"), self.frames_per_train()
         )
-        clip = net_spec.get("clip_grad_val")
-        self.pairs = [OptimPair(self.net, self.optims["net"], None if clip is None else float(clip))]
+        self.pairs = [OptimPair(self.net, self.optims["net"], grad_clip(net_spec))]
         loss_spec = {**(net_spec.get("loss_spec") or {"name": "MSELoss"}), "reduction": "none"}
         self.loss_fn = build_loss(loss_spec)
         self.target_net: nn.Module | None = None
@@ -75,9 +74,7 @@ class ValueBased(Algorithm):
             self.nets["target_net"] = self.target_net
         if self.eval_mode is False and "training_iter" in type(self.cfg).model_fields:
             logger.info(f"{algo['name']}: {self.grad_steps_per_frame():.3g} gradient steps per frame")
-        self.update_type = net_spec.get("update_type", "replace")
-        self.update_frequency = int(net_spec.get("update_frequency") or 1)
-        self.polyak_coef = float(net_spec.get("polyak_coef") or 0.0)
+        self.target_update = TargetUpdate.from_spec(net_spec)
 
     def grad_steps_per_frame(self) -> float:
         """The update-to-data ratio (D15): replay trains at most once per vector step, once at least
@@ -104,16 +101,11 @@ class ValueBased(Algorithm):
         self, q: torch.Tensor, q_targets: torch.Tensor, weights: torch.Tensor | None
     ) -> torch.Tensor:
         """mean(w_i · loss_fn(Q_i, y_i)); uniform weights without prioritized replay."""
-        per_sample = self.loss_fn(q, q_targets)
-        return (per_sample * weights).mean() if weights is not None else per_sample.mean()
+        return weighted_mean(self.loss_fn(q, q_targets), weights)
 
     def update(self) -> None:
-        """VarSchedulers, then the target net: ``replace`` copies when ``frame % update_frequency < num_envs``;
-        ``polyak`` does target ← lerp(target, net, τ) every vector step."""
+        """VarSchedulers, then the target net (``TargetUpdate``: ``replace`` copies when
+        ``frame % update_frequency < num_envs``; ``polyak`` does target ← lerp(target, net, τ) every vector step)."""
         super().update()
-        if self.target_net is None:
-            return
-        if self.update_type == "polyak":
-            polyak_update(self.target_net, self.net, self.polyak_coef)
-        elif self.clock.frame % self.update_frequency < self.num_envs:
-            copy_weights(self.target_net, self.net)
+        if self.target_net is not None:
+            self.target_update([(self.target_net, self.net)], self.clock.frame, self.num_envs)

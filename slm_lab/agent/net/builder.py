@@ -22,6 +22,7 @@ __all__ = [
     "build_optimizer",
     "build_tails",
     "get_activation",
+    "grad_clip",
     "init_layers",
     "init_output_layer",
     "net_in_dim",
@@ -95,6 +96,12 @@ def build_mlp_from_spec(net_spec: dict[str, Any], in_dim: int) -> nn.Sequential:
         bool(net_spec.get("batch_norm")),
         batch_renorm_kwargs(net_spec.get("batch_renorm")),
     )
+
+
+def grad_clip(net_spec: dict[str, Any]) -> float | None:
+    """The net spec's ``clip_grad_val`` as a float (the max global gradient norm), or None for no clipping."""
+    clip = net_spec.get("clip_grad_val")
+    return None if clip is None else float(clip)
 
 
 def net_in_dim(net_cls: type[nn.Module], state_dim: int | tuple[int, ...]) -> int | tuple[int, ...]:
