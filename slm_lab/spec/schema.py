@@ -398,11 +398,13 @@ class DuelingMLPNetSpec(MLPNetSpec):
 class ConvNetSpec(NetSpec):
     """Conv2d layers, flatten, fc layers, tails; input (B, C, H, W)."""
 
-    conv_hid_layers: list[list[int | list[int]]]  # [out_channels, kernel, stride, padding, dilation] per layer
+    # [out_channels, kernel, stride, padding, dilation] per layer
+    conv_hid_layers: list[list[int | list[int]]]
     fc_hid_layers: list[int] = Field(default_factory=list)
     hid_layers_activation: str
     normalize: bool = False  # divide the input by 255 on the net's device
-    batch_norm: bool = True  # BatchNorm2d after every conv layer but the first (D17: reference default, logged)
+    # BatchNorm2d after every conv layer but the first (D17: reference default, logged)
+    batch_norm: bool = True
     layer_norm: bool = False  # LayerNorm on the fc layers
 
 
@@ -437,7 +439,9 @@ class TorchArcNetSpec(NetSpec):
     @model_validator(mode="after")
     def _one_arc(self) -> "TorchArcNetSpec":
         if (self.arc is None) == (self.arc_file is None):
-            raise ValueError("give exactly one of arc (an inline TorchArc dict) or arc_file (a YAML/JSON path)")
+            raise ValueError(
+                "give exactly one of arc (an inline TorchArc dict) or arc_file (a YAML/JSON path)"
+            )
         return self
 
 

@@ -400,14 +400,18 @@ def test_unknown_env_id_suggests_close_matches(tmp_path: Path):
     assert "env.name: unknown gymnasium env id 'CartPol-v1'" in message and "'CartPole-v1'" in message
 
 
-def test_entry_point_env_ids_skip_the_registry_but_must_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_entry_point_env_ids_skip_the_registry_but_must_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     (tmp_path / "my_envs.py").write_text("from gymnasium.envs.classic_control import CartPoleEnv as MyEnv\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     spec = demo()
     spec["env"]["name"] = "my_envs:MyEnv"
     assert get_spec(str(write_spec(tmp_path, spec)), "my_spec")["env"]["name"] == "my_envs:MyEnv"
     spec["env"]["name"] = "my_package.envs:MyEnv"
-    assert "env.name 'my_package.envs:MyEnv': cannot import module 'my_package.envs'" in spec_error(tmp_path, spec)
+    assert "env.name 'my_package.envs:MyEnv': cannot import module 'my_package.envs'" in spec_error(
+        tmp_path, spec
+    )
 
 
 @pytest.mark.parametrize("key", ["agent", "env"])
