@@ -8,11 +8,14 @@ Public API of this module
   meta keys and ``name``; fills the meta defaults (``distributed`` false (D4), ``log_frequency``, ``eval_frequency``,
   ``rigorous_eval``, ``max_trial``); renames key aliases; casts integral floats in int fields (``1e6`` -> 1000000);
   validates. Creates nothing on disk.
+- ``complete_spec(spec, spec_file=None, warn=True) -> dict``: validate and normalise a spec that already has its
+  runtime keys (used for each sampled spec of a search).
 - ``override_spec(spec, mode) -> dict``: a copy with the mode's overrides (§1.3, §2.10). ``mode@arg`` is accepted.
 - ``tick(spec, unit) -> dict``: advance ``meta[unit]``, set the prepaths, create the output folders.
 - ``save_spec(spec, unit) -> str``: write ``{name}_spec.json`` (experiment/run) or ``{name}_t{t}_spec.json``.
 - ``resolve_spec_path(spec_file) -> Path``, ``load_spec_file(spec_file, sets=None) -> dict`` (every spec in a
-  file), ``substitute_vars(text, sets) -> str``, ``env_short_name(env_id) -> str``, ``git_sha() -> str``.
+  file), ``substitute_vars(text, sets) -> str``, ``env_short_name(env_id) -> str``, ``run_name(spec_name, sets) -> str``
+  (the name ``get_spec`` gives the run), ``git_sha() -> str``.
 
 Re-exported from ``slm_lab.spec.validation`` (documented there)
 - ``validate_spec(spec, spec_file=None, check_env=True) -> None``: raise ``SpecError`` listing every problem.
@@ -52,6 +55,7 @@ __all__ = [
     "MODES",
     "UNITS",
     "SpecModels",
+    "complete_spec",
     "env_short_name",
     "get_spec",
     "get_spec_models",
@@ -59,6 +63,7 @@ __all__ = [
     "load_spec_file",
     "override_spec",
     "resolve_spec_path",
+    "run_name",
     "save_spec",
     "substitute_vars",
     "tick",
@@ -257,6 +262,13 @@ def _add_runtime_meta(spec: dict[str, Any]) -> None:
 # the pipeline
 
 
+def run_name(spec_name: str, sets: list[str] | None = None) -> str:
+    """The run's name, which names its data folder: the spec name, plus ``_{env short}`` when ``-s env=`` is given
+    (§2.9)."""
+    env_ids = [value for key, value in map(_split_set, sets or []) if key == "env"]
+    return f"{spec_name}_{env_short_name(env_ids[-1])}" if env_ids else spec_name
+
+
 def get_spec(
     spec_file: str | None = None, spec_name: str | None = None, sets: list[str] | None = None
 ) -> dict:
@@ -274,10 +286,15 @@ def get_spec(
     if leftover:
         lines = [f"{path}: unresolved ${{{var}}}; pass -s {var}=VALUE" for path, var in leftover]
         raise SpecError(f"invalid spec ({spec_file} {spec_name}):\n  " + "\n  ".join(lines))
-    env_ids = [value for key, value in map(_split_set, sets or []) if key == "env"]
-    spec["name"] = f"{spec_name}_{env_short_name(env_ids[-1])}" if env_ids else spec_name
+    spec["name"] = run_name(spec_name, sets)
     _add_runtime_meta(spec)
-    normal, check = _validated(spec, spec_file, check_env=True, warn=True)
+    return complete_spec(spec, spec_file)
+
+
+def complete_spec(spec: dict[str, Any], spec_file: str | None = None, warn: bool = True) -> dict[str, Any]:
+    """A validated, normalised copy of a spec that already has its runtime keys: aliases renamed, meta defaults
+    filled, integral floats cast in int fields. Used by ``get_spec`` and for each sampled spec of a search."""
+    normal, check = _validated(spec, spec_file, check_env=True, warn=warn)
     for raw_section, parsed, origin in check.casts:
         _cast_model(raw_section, parsed, origin)  # raw sections belong to the normalised copy
     return normal

@@ -547,6 +547,8 @@ class MetaSpec(SpecModel):
     max_trial: int | None = None
     search_resources: dict[str, float] = Field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     search_scheduler: dict[str, Any] | None = None
+    # clone-only: how many times Ray retries a failing search trial before reporting it failed
+    search_max_failures: int = Field(default=1, ge=0)
     random_seed: int | None = None
     num_gpus: Any = None  # accepted and ignored (D9)
     # clone-only: TensorBoard event files in log/ (§4.5). null: dev mode only; true: also every session in train

@@ -39,8 +39,9 @@ from slm_lab.spec.schema import (
     route_net_spec_with_origins,
     unrouted_key,
 )
+from slm_lab.spec.search_space import search_errors
 
-__all__ = ["SpecModels", "get_spec_models", "validate_spec"]
+__all__ = ["SpecModels", "get_spec_models", "unknown_keys", "validate_spec"]
 
 _META_DEFAULTS = ("distributed", "log_frequency", "eval_frequency", "rigorous_eval", "max_trial")
 
@@ -344,6 +345,7 @@ def _check(spec: Any, check_env: bool) -> _Check:
     if isinstance(spec.get("meta"), dict):
         check.unknown += _unknown_keys(spec["meta"], MetaSpec, "meta")
         check.meta = check.model(MetaSpec, spec["meta"], "meta")
+    check.errors += search_errors(spec)
     check.errors = list(dict.fromkeys(check.errors))
     return check
 
@@ -385,6 +387,13 @@ def validate_spec(spec: dict[str, Any], spec_file: str | None = None, check_env:
     registered gymnasium id (this imports gymnasium). ``spec`` is not modified.
     """
     _validated(spec, spec_file, check_env, warn=True)
+
+
+def unknown_keys(spec: dict[str, Any]) -> list[str]:
+    """The dotted keys of ``spec`` that no spec model knows (each is warned about and ignored)."""
+    spec = copy.deepcopy(spec)
+    _normalize(spec)
+    return list(dict.fromkeys(_check(spec, check_env=False).unknown))
 
 
 def get_spec_models(spec: dict[str, Any], spec_file: str | None = None) -> SpecModels:

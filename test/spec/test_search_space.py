@@ -1,0 +1,198 @@
+"""The search block (§2.11): parsing, load-time errors, the Ray Tune param space for every sampler, and sampled
+values written back into a spec."""
+
+import random
+
+import pytest
+from ray.tune.search import sample
+
+from slm_lab.errors import SpecError
+from slm_lab.spec.loader import get_spec
+from slm_lab.spec.search_space import (
+    SAMPLERS,
+    apply_config,
+    decode_config,
+    param_space,
+    parse_search,
+    probe_config,
+    probe_configs,
+    search_errors,
+)
+
+# sampler -> (args, domain class, check of one sampled value)
+CASES = {
+    "choice": ([0.9, 0.99], sample.Categorical, lambda v: v in (0.9, 0.99)),
+    "uniform": ([0.5, 1.5], sample.Float, lambda v: 0.5 <= v <= 1.5),
+    "quniform": ([0.0, 1.0, 0.25], sample.Float, lambda v: 0 <= v <= 1 and (v / 0.25) == round(v / 0.25)),
+    "loguniform": ([1e-4, 1e-2], sample.Float, lambda v: 1e-4 <= v <= 1e-2),
+    "qloguniform": ([1e-4, 1e-1, 5e-5], sample.Float, lambda v: 1e-4 - 1e-12 <= v <= 1e-1 + 1e-12),
+    "randn": ([0.0, 1.0], sample.Float, lambda v: isinstance(v, float)),
+    "qrandn": ([0.0, 10.0, 0.5], sample.Float, lambda v: (v / 0.5) == round(v / 0.5)),
+    "randint": ([2, 5], sample.Integer, lambda v: v in (2, 3, 4)),  # hi exclusive
+    "qrandint": ([16, 128, 16], sample.Integer, lambda v: 16 <= v <= 128 and v % 16 == 0),
+    "lograndint": ([8, 512], sample.Integer, lambda v: 8 <= v < 512),
+    "qlograndint": ([8, 512, 8], sample.Integer, lambda v: 8 <= v <= 512 and v % 8 == 0),
+}
+
+
+def test_every_sampler_is_covered() -> None:
+    assert set(CASES) == set(SAMPLERS)
+
+
+@pytest.mark.parametrize("sampler", sorted(CASES))
+def test_param_space_builds_each_sampler(sampler: str) -> None:
+    args, domain_cls, check = CASES[sampler]
+    params, errors = parse_search({f"agent.algorithm.gamma__{sampler}": args})
+    assert errors == []
+    space = param_space(params)
+    domain = space["agent.algorithm.gamma"]
+    assert isinstance(domain, domain_cls)
+    random.seed(0)
+    values = [domain.sample(random_state=seed) for seed in range(30)]
+    assert all(check(v) for v in values), values
+    if sampler == "choice":
+        assert domain.categories == args  # the whole list is the one argument
+
+
+def test_nested_and_dotted_keys_flatten_to_the_same_paths() -> None:
+    block = {
+        "agent": {
+            "algorithm": {"gamma__uniform": [0.9, 0.99]},
+            "net.optim_spec.lr__loguniform": [1e-4, 1e-3],
+        },
+        "env.num_envs__choice": [1, 2],
+    }
+    params, errors = parse_search(block)
+    assert errors == []
+    assert [p.path for p in params] == ["agent.algorithm.gamma", "agent.net.optim_spec.lr", "env.num_envs"]
+    assert params[0].key == "agent.algorithm.gamma__uniform"
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"agent.algorithm.gamma__grid_search": [0.9, 0.99]}, "use agent.algorithm.gamma__choice"),
+        (
+            {"agent.algorithm.gamma__normal": [0.9, 0.01]},
+            "no 'normal' sampler; use agent.algorithm.gamma__randn",
+        ),
+        ({"agent.algorithm.gamma__beta": [1, 2]}, "unknown sampler 'beta'"),
+        ({"agent.algorithm.gamma": [0.9, 0.99]}, "must be '<dotted.path>__<sampler>'"),
+        ({"agent.algorithm.gamma__uniform": 0.9}, "the arguments must be a list"),
+        ({"agent.algorithm.gamma__uniform": [0.9]}, "uniform takes a list of numbers [lo, hi]"),
+        ({"agent.algorithm.gamma__uniform": [0.99, 0.9]}, "lower bound must be below the upper bound"),
+        ({"agent.net.optim_spec.lr__loguniform": [0, 1e-3]}, "needs a lower bound > 0"),
+        ({"agent.net.hid_layers__qrandint": [16, 128, 0]}, "the step q must be > 0"),
+        ({"agent.algorithm.training_epoch__randint": [1.5, 4]}, "randint takes integers"),
+        ({"agent.algorithm.gamma__randn": [0.9, -1]}, "standard deviation must be > 0"),
+        ({"agent.algorithm.gamma__choice": []}, "non-empty list"),
+        (
+            {
+                "agent": {"algorithm": {"gamma__uniform": [0.9, 0.99]}},
+                "agent.algorithm.gamma__uniform": [0.9, 0.95],
+            },
+            "given twice",
+        ),
+        (
+            {"agent.algorithm.gamma__uniform": [0.9, 0.99], "agent.algorithm.gamma__choice": [0.9]},
+            "searched more than once",
+        ),
+    ],
+)
+def test_bad_search_keys_name_the_key(block: dict, message: str) -> None:
+    _, errors = parse_search(block)
+    assert len(errors) == 1 and message in errors[0], errors
+    assert errors[0].startswith("search")
+
+
+def spec_with(search: dict, **meta: object) -> dict:
+    spec = get_spec("slm_lab/spec/benchmark/ppo/ppo_cartpole.json", "ppo_cartpole")
+    spec["search"] = search
+    spec["meta"].update(meta)
+    return spec
+
+
+def test_search_paths_must_land_in_the_spec() -> None:
+    assert search_errors(spec_with({"agent.algorithm.gamma__uniform": [0.9, 0.99]})) == []
+    errors = search_errors(spec_with({"agent.algorthm.gamma__uniform": [0.9, 0.99]}))
+    assert errors == ["search.agent.algorthm.gamma__uniform: agent.algorthm is not in the spec"]
+    errors = search_errors(spec_with({"meta.max_session__choice": [1, 2]}))
+    assert "only agent.* and env.* keys" in errors[0]
+
+
+def test_scheduler_keys_are_checked() -> None:
+    ok = spec_with({}, search_scheduler={"grace_period": 1000, "reduction_factor": 3})
+    assert search_errors(ok) == []
+    errors = search_errors(
+        spec_with({}, search_scheduler={"grace": 10, "metric": "x", "reduction_factor": 0})
+    )
+    assert any("search_scheduler.grace: unknown ASHA option" in e for e in errors)
+    assert any("search_scheduler.metric: set by the lab" in e for e in errors)
+    assert any("search_scheduler.reduction_factor: expected a number > 0" in e for e in errors)
+
+
+def test_a_bad_search_block_fails_at_load(tmp_path) -> None:
+    import json
+
+    spec = spec_with({"agent.algorithm.gamma__grid_search": [0.9, 0.99]})
+    raw = {"s": {k: spec[k] for k in ("agent", "env", "meta", "search")}}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SpecError, match=r"search\.agent\.algorithm\.gamma__grid_search: grid_search"):
+        get_spec(str(path), "s")
+
+
+def test_apply_config_writes_values_at_their_paths_and_drops_search() -> None:
+    spec = spec_with({"agent.algorithm.gamma__uniform": [0.9, 0.99]})
+    out = apply_config(
+        spec, {"agent.algorithm.gamma": 0.95, "agent.net.hid_layers": [32, 32], "env.new_kwarg": 3}
+    )
+    assert out["agent"]["algorithm"]["gamma"] == 0.95
+    assert out["agent"]["net"]["hid_layers"] == [32, 32]
+    assert out["env"]["new_kwarg"] == 3
+    assert "search" not in out
+    assert spec["agent"]["algorithm"]["gamma"] != 0.95 and "search" in spec  # the original is untouched
+    alias = apply_config(spec, {"agent.algorithm.clip_val_loss": True})  # D9 alias: the canonical key is set
+    assert (
+        alias["agent"]["algorithm"]["clip_vloss"] is True
+        and "clip_val_loss" not in alias["agent"]["algorithm"]
+    )
+    with pytest.raises(SpecError, match=r"agent\.nope is not in the spec"):
+        apply_config(spec, {"agent.nope.x": 1})
+
+
+def test_choices_of_lists_travel_as_json_and_decode_back() -> None:
+    params, _ = parse_search(
+        {"agent.net.hid_layers__choice": [[64], [64, 64]], "agent.algorithm.gamma__choice": [0.9]}
+    )
+    space = param_space(params)
+    assert space["agent.net.hid_layers"].categories == ["[64]", "[64, 64]"]  # Optuna stores only scalars
+    assert space["agent.algorithm.gamma"].categories == [0.9]
+    decoded = decode_config(params, {"agent.net.hid_layers": "[64, 64]", "agent.algorithm.gamma": 0.9})
+    assert decoded == {"agent.net.hid_layers": [64, 64], "agent.algorithm.gamma": 0.9}
+    assert probe_config(params) == {"agent.net.hid_layers": [64], "agent.algorithm.gamma": 0.9}
+
+
+def test_probes_try_every_choice_and_both_ends_of_each_range() -> None:
+    params, _ = parse_search(
+        {
+            "agent.net.hid_layers__choice": [[64], [64, 64], [128]],
+            "agent.algorithm.training_epoch__randint": [2, 5],
+            "agent.algorithm.gamma__uniform": [0.9, 0.99],
+            "agent.algorithm.lam__randn": [0.9, 0.01],
+        }
+    )
+    probes = probe_configs(params)
+    base = {"agent.net.hid_layers": [64], "agent.algorithm.training_epoch": 2, "agent.algorithm.gamma": 0.9,
+            "agent.algorithm.lam": 0.9}  # fmt: skip
+    assert probes[0][1] == base
+    varied = [(label, {k: v for k, v in config.items() if v != base[k]}) for label, config in probes[1:]]
+    assert varied == [
+        ("search.agent.net.hid_layers__choice = [64, 64]", {"agent.net.hid_layers": [64, 64]}),
+        ("search.agent.net.hid_layers__choice = [128]", {"agent.net.hid_layers": [128]}),
+        (
+            "search.agent.algorithm.training_epoch__randint = 4",
+            {"agent.algorithm.training_epoch": 4},
+        ),  # hi excluded
+        ("search.agent.algorithm.gamma__uniform = 0.99", {"agent.algorithm.gamma": 0.99}),
+    ]  # a normal has no bounds to probe
