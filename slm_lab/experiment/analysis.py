@@ -485,11 +485,14 @@ def analyze_experiment(
     trial_data_dict: Mapping[Any, Mapping[str, Any]],
     plot: bool = True,
     log_extra: bool | None = None,
+    curves: Mapping[int, tuple[Sequence[float], Sequence[Sequence[float]]]] | None = None,
 ) -> pd.DataFrame:
     """Write a search's analysis (§4.1): ``info/{name}_trial_data_dict.json``, the experiment df CSV (in ``info/``
     and the run folder), and with ``plot`` the experiment graph (rows: ``total_reward_ma``, or every metric with
     ``log_extra``) and the multi-trial graphs (legend ``t{idx}``) from the trials' metric files. Graphs are also
-    copied to the run folder. ``spec`` is at experiment level. Returns the experiment df."""
+    copied to the run folder. ``spec`` is at experiment level. ``curves`` (``{trial: (frames, mean_returns per
+    session)}``, as a search receives them through Ray) replaces reading the trials' metric files. Returns the
+    experiment df."""
     df = calc_experiment_df(trial_data_dict)
     name = spec["name"]
     info, top, graph = (prepath(spec, "experiment", sub) for sub in ("info", None, "graph"))
@@ -506,6 +509,10 @@ def analyze_experiment(
     )
     runs = []
     for trial in sorted(int(t) for t in trial_data_dict):
+        if curves is not None:
+            if trial in curves:
+                runs.append(viz_multi.RunCurves(f"t{trial}", *curves[trial]))
+            continue
         trial_metrics = load_trial_metrics(spec, trial)
         if trial_metrics is not None:
             local = trial_metrics["local"]

@@ -3,11 +3,15 @@
 import copy
 import math
 import os
+import queue
 import time
+import traceback
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from loguru import logger
@@ -25,7 +29,21 @@ from slm_lab.lib.perf import setup_perf
 from slm_lab.lib.seed import get_rng_state, session_seed, set_global_seed, set_rng_state
 from slm_lab.spec.loader import save_spec, tick
 
-__all__ = ["GRAPH_INTERVAL", "Session", "Trial", "max_parallel_sessions", "run_session"]
+__all__ = [
+    "GRAPH_INTERVAL",
+    "Session",
+    "SessionReporter",
+    "Trial",
+    "TrialReporter",
+    "max_parallel_sessions",
+    "run_session",
+]
+
+# (frame, total_reward_ma, session metrics {scalar, local} or None), called by a session at each checkpoint
+SessionReporter = Callable[[int, float, dict[str, Any] | None], None]
+# (frame, mean total_reward_ma over the sessions, trial metrics {scalar, local} or None), called by a trial at each
+# checkpoint its sessions have all reached
+TrialReporter = Callable[[int, float, dict[str, Any] | None], None]
 
 # Checkpoint files (CSV, metrics) are written at every checkpoint; graphs, the slow part, at most this often (wall
 # seconds) and always at the end of the session, so that frequent checkpoints do not throttle training.
@@ -33,8 +51,9 @@ GRAPH_INTERVAL = 60.0
 
 
 def max_parallel_sessions(max_session: int) -> int:
-    """At most min(max_session, CPU count) concurrent session processes; ``SLM_MAX_PARALLEL`` overrides (D26)."""
-    cap = int(os.environ.get("SLM_MAX_PARALLEL") or (os.cpu_count() or 1))
+    """At most min(max_session, CPU count) concurrent session processes; ``SLM_MAX_PARALLEL`` overrides (D26).
+    Inside a search trial the CPU count is the trial's share (``SLM_CPUS``)."""
+    cap = int(os.environ.get("SLM_MAX_PARALLEL") or os.environ.get("SLM_CPUS") or (os.cpu_count() or 1))
     return max(1, min(max_session, cap))
 
 
@@ -52,9 +71,22 @@ def trial_view(spec: dict[str, Any]) -> dict[str, Any]:
 class Session:
     """One agent, one env, one seed: the RL loop with log checkpoints, model files and analysis."""
 
-    def __init__(self, spec: dict[str, Any], mode: str = "train", concurrent_sessions: int = 1) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        mode: str = "train",
+        concurrent_sessions: int = 1,
+        reporter: "SessionReporter | None" = None,
+        parent_pid: int | None = None,
+    ) -> None:
         self.spec = spec
         self.mode = mode
+        # called at each checkpoint with (frame, total_reward_ma, session metrics or None): how a search trial
+        # reports intermediate results to its scheduler
+        self.reporter = reporter
+        # set in a spawned session process: the session stops at its next checkpoint if that parent is gone, so
+        # a killed trial (e.g. stopped by a search scheduler) leaves no orphan sessions running
+        self.parent_pid = parent_pid
         meta = spec["meta"]
         self.index = meta["session"]
         self.seed = session_seed(spec)
@@ -117,6 +149,8 @@ class Session:
     def checkpoint(self) -> None:
         """Append a df row, log it, save the latest model (and ckpt-best), write the analysis files."""
         algorithm = self.agent.algorithm
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            raise SystemExit(f"session {self.index}: its parent process {self.parent_pid} is gone; stopping")
         row = self.tracker.record(self.env, self.agent.loss, algorithm.lr, algorithm.df_extras())
         if row is None:
             return
@@ -130,12 +164,15 @@ class Session:
         if self.tracker.is_best(row):
             self.agent.save(model_prepath, ckpt="ckpt-best")
             self.save_state(ckpt="ckpt-best")
+        metrics = None
         if len(self.tracker.rows) > 2:
             now = time.monotonic()
             plot = now - self.last_graph_time >= GRAPH_INTERVAL
             if plot:
                 self.last_graph_time = now
-            self.analyze(plot)
+            metrics = self.analyze(plot)
+        if self.reporter is not None:
+            self.reporter(int(self.env.clock.frame), float(row["total_reward_ma"]), metrics)
 
     def analyze(self, plot: bool) -> dict[str, Any]:
         metrics = analysis.analyze_session(self.spec, self.tracker.df, "train", plot=plot)
@@ -206,18 +243,76 @@ class Session:
             self.tb = None
 
 
-def run_session(spec: dict[str, Any], mode: str, concurrent_sessions: int = 1) -> dict[str, Any]:
+def run_session(
+    spec: dict[str, Any], mode: str, concurrent_sessions: int = 1, parent_pid: int | None = None
+) -> dict[str, Any]:
     """Entry point of a spawned session process: rebuild logging from the environment, run, return metrics."""
     setup_logging()
-    return Session(spec, mode, concurrent_sessions).run()
+    return Session(spec, mode, concurrent_sessions, parent_pid=parent_pid).run()
+
+
+def _reporting_session(
+    spec: dict[str, Any], mode: str, concurrent_sessions: int, parent_pid: int, messages: Any
+) -> None:
+    """Entry point of a spawned session process whose checkpoints are reported to its trial through ``messages``:
+    ``("ckpt", s, frame, ma, metrics)`` per checkpoint, then ``("done", s, metrics)`` or ``("error", s, text)``."""
+    setup_logging()
+    index = spec["meta"]["session"]
+
+    def report(frame: int, ma: float, metrics: dict[str, Any] | None) -> None:
+        messages.put(("ckpt", index, frame, ma, metrics))
+
+    try:
+        metrics = Session(spec, mode, concurrent_sessions, reporter=report, parent_pid=parent_pid).run()
+    except BaseException as e:
+        messages.put(("error", index, "".join(traceback.format_exception(e))))
+        raise
+    messages.put(("done", index, metrics))
+
+
+class _CheckpointMeans:
+    """Pairs the sessions' checkpoints by their order and reports each one all sessions have reached: the mean
+    of their ``total_reward_ma`` (sessions still without an episode are left out; none at all: not reported) and
+    the trial metrics of their latest session metrics (B2)."""
+
+    def __init__(self, num_sessions: int, reporter: TrialReporter) -> None:
+        self.num_sessions = num_sessions
+        self.reporter = reporter
+        self.counts = [0] * num_sessions
+        self.pending: dict[int, dict[int, tuple[int, float]]] = {}
+        self.latest: dict[int, dict[str, Any]] = {}
+
+    def add(self, session: int, frame: int, ma: float, metrics: dict[str, Any] | None) -> None:
+        ordinal = self.counts[session]
+        self.counts[session] += 1
+        if metrics is not None:
+            self.latest[session] = metrics
+        reached = self.pending.setdefault(ordinal, {})
+        reached[session] = (frame, ma)
+        if len(reached) < self.num_sessions:
+            return
+        del self.pending[ordinal]
+        mas = np.array([ma for _, ma in reached.values()], dtype=np.float64)
+        if np.isnan(mas).all():
+            return
+        trial_metrics = None
+        if len(self.latest) == self.num_sessions:
+            trial_metrics = analysis.calc_trial_metrics([self.latest[s] for s in range(self.num_sessions)])
+        self.reporter(max(f for f, _ in reached.values()), float(np.nanmean(mas)), trial_metrics)
 
 
 class Trial:
     """``max_session`` sessions of one spec with different seeds, then the trial analysis."""
 
-    def __init__(self, spec: dict[str, Any], mode: str = "train") -> None:
+    def __init__(
+        self, spec: dict[str, Any], mode: str = "train", reporter: TrialReporter | None = None
+    ) -> None:
         self.spec = spec
         self.mode = mode
+        # with a reporter (a search trial under a scheduler), every session runs at once and the reporter gets the
+        # mean of their checkpoints (B2)
+        self.reporter = reporter
+        self.metrics: dict[str, Any] | None = None  # {scalar, local} once the trial has run
         meta = spec["meta"]
         self.index = meta["trial"]
         self.log_sink = add_file_sink(f"{meta['log_prepath']}.log")
@@ -233,17 +328,71 @@ class Trial:
 
     def run_sessions(self) -> list[dict[str, Any]]:
         specs = self.session_specs()
+        if self.reporter is not None:
+            means = _CheckpointMeans(len(specs), self.reporter)
+            if len(specs) > 1:
+                return self.run_reporting_sessions(specs, means)
+
+            def report(frame: int, ma: float, metrics: dict[str, Any] | None) -> None:
+                means.add(0, frame, ma, metrics)
+
+            return [Session(specs[0], self.mode, reporter=report).run()]
         if len(specs) == 1:
             return [Session(specs[0], self.mode).run()]
         workers = max_parallel_sessions(len(specs))
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_session, s, self.mode, workers) for s in specs]
+            futures = [pool.submit(run_session, s, self.mode, workers, os.getpid()) for s in specs]
             return [f.result() for f in futures]  # ordered by session index
+
+    def run_reporting_sessions(
+        self, specs: list[dict[str, Any]], means: _CheckpointMeans
+    ) -> list[dict[str, Any]]:
+        """Every session in its own spawned process at once, their checkpoints reported as means as they arrive."""
+        ctx = get_context("spawn")
+        messages = ctx.Queue()
+        n = len(specs)
+        # not daemonic: a session may start processes of its own (an async vector env); an orphaned session stops
+        # itself at its next checkpoint instead (parent_pid)
+        procs = [
+            ctx.Process(target=_reporting_session, args=(s, self.mode, n, os.getpid(), messages))
+            for s in specs
+        ]
+        results: dict[int, dict[str, Any]] = {}
+        try:
+            for proc in procs:
+                proc.start()
+            while len(results) < n:
+                try:
+                    message = messages.get(timeout=1.0)
+                except queue.Empty:
+                    dead = [
+                        i for i, p in enumerate(procs) if i not in results and p.exitcode not in (None, 0)
+                    ]
+                    if dead:
+                        raise RuntimeError(
+                            f"session {dead[0]} exited with code {procs[dead[0]].exitcode}"
+                        ) from None
+                    continue
+                kind, index, *rest = message
+                if kind == "ckpt":
+                    means.add(index, *rest)
+                elif kind == "done":
+                    results[index] = rest[0]
+                else:
+                    raise RuntimeError(f"session {index} failed:\n{rest[0]}")
+        finally:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in procs:
+                proc.join()
+        return [results[i] for i in range(n)]
 
     def run(self) -> dict[str, Any]:
         try:
             session_metrics = self.run_sessions()
             metrics = analysis.analyze_trial(self.spec, session_metrics, plot=True)
+            self.metrics = metrics
             logger.info(analysis.trial_metrics_line(metrics["scalar"]))
             logger.info(analysis.trial_stats_line(metrics["scalar"], len(session_metrics)))
             logger.info(f"Trial {self.index} done")
