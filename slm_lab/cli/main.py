@@ -8,7 +8,7 @@ import typer
 
 __all__ = ["app", "main"]
 
-MODES = ("dev", "train")
+MODES = ("dev", "train", "search")
 app = typer.Typer(
     help="SLM Lab: modular deep reinforcement learning framework in PyTorch.",
     add_completion=False,
@@ -39,7 +39,13 @@ def run(
         str, typer.Argument(help="Spec file, JSON or YAML")
     ] = "slm_lab/spec/benchmark/ppo/ppo_cartpole.json",
     spec_name: Annotated[str, typer.Argument(help="Top-level key of the spec in the file")] = "ppo_cartpole",
-    mode: Annotated[str, typer.Argument(help="dev (1 session, checks on) or train")] = "dev",
+    mode: Annotated[
+        str,
+        typer.Argument(
+            help="dev (1 session, checks on), train, search (Ray Tune), or search@latest / search@FOLDER to "
+            "continue an interrupted search"
+        ),
+    ] = "dev",
     sets: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="KEY=VALUE substituted for ${KEY} in the spec; repeatable"),
@@ -77,19 +83,46 @@ def run(
             help="Show the env in a window (vector envs as a grid); warns and goes on if there is no display",
         ),
     ] = False,
+    keep: Annotated[
+        int,
+        typer.Option(
+            "--keep",
+            envvar="KEEP_TRIALS",
+            help="After a search, keep model files only for the top N trials by total_reward_ma; -1 keeps all",
+        ),
+    ] = 3,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            envvar="RAY_ADDRESS",
+            help="Search on the existing Ray cluster at this address instead of starting a local one",
+        ),
+    ] = None,
+    stop_ray: Annotated[
+        bool,
+        typer.Option(
+            "--stop-ray",
+            help="Stop the Ray processes of clusters the lab started (never one it only attached to), then exit",
+        ),
+    ] = False,
 ) -> None:
     """Run a spec: `slm-lab run [SPEC_FILE] [SPEC_NAME] [MODE]` (default: the PPO CartPole demo in dev mode)."""
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         _fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-    lab_mode = mode.split("@", 1)[0]
-    if lab_mode not in MODES:
-        _fail(f"unknown mode {mode!r}; this version runs: {', '.join(MODES)}")
+    if stop_ray:
+        _stop_ray()
+        return
+    lab_mode, _, target = mode.partition("@")
+    if lab_mode not in MODES or (target and lab_mode != "search") or (mode.endswith("@") and not target):
+        _fail(f"unknown mode {mode!r}; this version runs: dev, train, search, search@latest, search@FOLDER")
     _export_flags(
         LOG_LEVEL=level,
         OPTIMIZE_PERF=optimize_perf,
         CUDA_OFFSET=cuda_offset,
         LOG_EXTRA=log_extra,
+        KEEP_TRIALS=keep,
         RENDER=render,
         lab_mode=lab_mode,
     )
@@ -99,14 +132,41 @@ def run(
 
     setup_logging(level)
     try:
-        from slm_lab.spec.loader import get_spec, override_spec  # light: validates before torch is imported
+        from slm_lab.spec.loader import get_spec, override_spec, run_name  # light: no torch yet
 
+        if target:  # search@: the spec is the one saved in the search's folder
+            from slm_lab.experiment.run import restore_experiment
+
+            restore_experiment(target, run_name(spec_name, sets), ray_address, keep)
+            return
         spec = override_spec(get_spec(spec_file, spec_name, sets or []), lab_mode)
-        from slm_lab.experiment.run import run_trial
+        if lab_mode == "search":
+            from slm_lab.experiment.run import run_experiment
 
-        run_trial(spec, spec_file, spec_name, lab_mode)
+            run_experiment(spec, spec_file, spec_name, ray_address, keep)
+        else:
+            from slm_lab.experiment.run import run_trial
+
+            run_trial(spec, spec_file, spec_name, lab_mode)
     except LabError as e:
         _fail(str(e))
+
+
+def _stop_ray() -> None:
+    from slm_lab.errors import LabError
+    from slm_lab.experiment.ray_cluster import stop_lab_ray
+
+    try:
+        pids = stop_lab_ray()
+    except LabError as e:
+        _fail(str(e))
+        return
+    if pids:
+        typer.echo(
+            f"Stopped {len(pids)} process(es) of Ray clusters the lab started: {' '.join(map(str, pids))}"
+        )
+    else:
+        typer.echo("No Ray process started by the lab is running")
 
 
 def _split_list(value: str | None) -> list[str] | None:

@@ -3,17 +3,21 @@
 import contextlib
 from typing import Any
 
+import pandas as pd
 import torch
 from loguru import logger
 
 from slm_lab.agent import build_agent
 from slm_lab.env import make_env
-from slm_lab.errors import SpecError
+from slm_lab.errors import LabError, SpecError
 from slm_lab.experiment.control import Trial
 from slm_lab.lib.logger import add_file_sink, remove_sink
-from slm_lab.spec.loader import save_spec, tick
+from slm_lab.lib.paths import resolve_predir
+from slm_lab.spec.loader import complete_spec, save_spec, tick
+from slm_lab.spec.search_space import apply_config, parse_search, probe_config, probe_configs
+from slm_lab.spec.validation import unknown_keys
 
-__all__ = ["preflight", "run_trial"]
+__all__ = ["preflight", "preflight_search", "restore_experiment", "run_experiment", "run_trial"]
 
 
 def preflight(spec: dict[str, Any], mode: str) -> None:
@@ -56,3 +60,89 @@ def run_trial(spec: dict[str, Any], spec_file: str, spec_name: str, mode: str) -
         return scalar
     finally:
         remove_sink(sink)
+
+
+def preflight_search(spec: dict[str, Any], spec_file: str, spec_name: str) -> None:
+    """Search-mode checks before anything is written: a ``search`` block and ``meta.max_trial`` are given, every
+    searched key is one the spec knows (a typo would search nothing), and the spec stays valid at every choice and
+    at both ends of every range (``probe_configs``): each such point validates, and the points that differ by a
+    ``choice`` also build their env and agent once."""
+    where = f"{spec_file} {spec_name}"
+    if not spec.get("search"):
+        raise SpecError(
+            f"{where}: search mode needs a 'search' block (e.g. agent.algorithm.gamma__uniform: [0.9, 0.999])"
+        )
+    if spec["meta"].get("max_trial") is None:
+        raise SpecError(f"{where}: meta.max_trial: search mode needs the number of trials to sample")
+    params, _ = parse_search(spec["search"])  # its errors were reported at load
+    by_path = {p.path: p for p in params}
+    for i, (label, config) in enumerate(probe_configs(params)):
+        probe = apply_config(spec, config)
+        if i == 0:
+            unknown = sorted(set(unknown_keys(probe)) - set(unknown_keys(spec)))
+            if unknown:
+                raise SpecError(
+                    f"{where}: search: {', '.join(unknown)} is not a spec key; searching it would change nothing"
+                )
+        try:
+            sampled = complete_spec(probe, spec_file, warn=False)
+            changed = [path for path in config if config[path] != probe_config(params)[path]]
+            if i == 0 or any(by_path[path].sampler == "choice" for path in changed):
+                preflight(sampled, "train")
+        except SpecError as e:
+            raise SpecError(f"{where}: with {label}, the spec is invalid: {e}") from None
+        except Exception as e:  # a build error of a sampled value (bad env kwargs, shapes)
+            raise SpecError(
+                f"{where}: with {label}, the agent or env does not build: {type(e).__name__}: {e}"
+            ) from None
+
+
+def _search_imports(ray_address: str | None) -> Any:
+    """The search module, imported after the Ray auth mode is settled (Ray reads it once, at import)."""
+    with contextlib.suppress(RuntimeError):  # already set
+        torch.multiprocessing.set_start_method("spawn")
+    from slm_lab.experiment.ray_cluster import prepare_attach
+
+    prepare_attach(ray_address)
+    from slm_lab.experiment import search
+
+    return search
+
+
+def run_experiment(
+    spec: dict[str, Any], spec_file: str, spec_name: str, ray_address: str | None = None, keep: int = 3
+) -> pd.DataFrame:
+    """Run a search (§3.5) of a loaded spec. Returns the experiment df."""
+    preflight_search(spec, spec_file, spec_name)
+    search = _search_imports(ray_address)
+    tick(spec, "experiment")
+    meta = spec["meta"]
+    experiment = search.Experiment(spec, ray_address=ray_address, keep=keep)
+    logger.info(
+        f"SLM-Lab: Running {spec_file} {spec_name} search with {meta['max_session']} sessions"
+        f" | output: {meta['prepath']}"
+    )
+    df = experiment.run()
+    logger.info(f"Output: {meta['predir']}")
+    return df
+
+
+def restore_experiment(target: str, name: str, ray_address: str | None = None, keep: int = 3) -> pd.DataFrame:
+    """Continue an interrupted search (``search@latest`` or ``search@FOLDER``) from the experiment spec and the
+    Tune state saved in its folder: finished trials keep their results, the others run. ``name`` (the run name)
+    finds the newest folder for ``latest``. Returns the experiment df."""
+    try:
+        predir = resolve_predir(target, name)
+    except FileNotFoundError as e:
+        raise LabError(f"search@{target}: {e}") from None
+    search = _search_imports(ray_address)
+    spec = search.load_experiment_spec(predir)
+    meta = spec["meta"]
+    experiment = search.Experiment(spec, ray_address=ray_address, keep=keep, restore=True)
+    logger.info(
+        f"SLM-Lab: Running {spec['name']} search@{target} with {meta['max_session']} sessions"
+        f" | output: {meta['prepath']} (restoring the search in {meta['predir']})"
+    )
+    df = experiment.run()
+    logger.info(f"Output: {meta['predir']}")
+    return df

@@ -167,7 +167,20 @@ def test_dev_mode_runs_one_session_with_training_checks(tmp_path: Path, check_gr
         (["run", str(FIXTURES / "bad_specs.yaml"), "bad_optimizer", "train"], "optim_spec.name"),
         (["run", str(FIXTURES / "bad_specs.yaml"), "bad_env", "train"], "env.name"),
         (["run", str(FIXTURES / "bad_specs.yaml"), "distributed_synced", "train"], "meta.distributed"),
-        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "search"], "unknown mode"),
+        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "train@latest"], "unknown mode"),
+        (
+            ["run", str(FIXTURES / f"{NAME}.json"), NAME, "search", "-s", "max_frame=100"],
+            "needs a 'search' block",
+        ),
+        (["run", str(FIXTURES / "bad_specs.yaml"), "search_normal_sampler", "search"], "gamma__randn"),
+        (
+            ["run", str(FIXTURES / "bad_specs.yaml"), "search_typo_key", "search"],
+            "agent.algorithm.gammma is not",
+        ),
+        (["run", str(FIXTURES / "bad_specs.yaml"), "search_bad_value", "search"], "training_epoch"),
+        (["run", str(FIXTURES / "bad_specs.yaml"), "search_no_max_trial", "search"], "meta.max_trial"),
+        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "search@latest"], f"no run folder {NAME}_<timestamp>"),
+        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "search@nowhere"], "run folder not found: nowhere"),
     ],
 )
 def test_invalid_input_exits_with_one_clear_line_and_writes_nothing(
