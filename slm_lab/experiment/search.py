@@ -17,16 +17,19 @@ import contextlib
 import math
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import ray
 from loguru import logger
 from ray import tune
 from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from slm_lab.errors import LabError, SpecError
 from slm_lab.experiment import analysis
@@ -38,10 +41,21 @@ from slm_lab.lib.paths import data_dir
 from slm_lab.spec.loader import complete_spec, save_spec, tick
 from slm_lab.spec.search_space import SearchParam, apply_config, decode_config, param_space, parse_search
 
-__all__ = ["METRIC", "TRIAL_INDEX", "Experiment", "IndexedSearcher", "prune_models", "trial_spec"]
+__all__ = [
+    "METRIC",
+    "TRIAL_INDEX",
+    "Experiment",
+    "IndexedSearcher",
+    "SearchResults",
+    "load_experiment_spec",
+    "prune_models",
+    "remove_trial_models",
+    "trial_spec",
+]
 
 METRIC = "total_reward_ma"
 TRIAL_INDEX = "trial_index"
+NODE = "node_id"  # the Ray node a trial ran on, whose disk holds its files
 # flags and settings a trial process needs from the driver; the workers of an attached cluster do not inherit the
 # driver's environment, so they travel with the trainable
 _LAB_ENV_VARS = (
@@ -168,13 +182,19 @@ def _trainable(
     params, _ = parse_search(spec["search"])
     tspec = trial_spec(spec, decode_config(params, config), index)
 
+    max_frame = int(tspec["env"]["max_frame"])
+    node = ray.get_runtime_context().get_node_id()
+
     def report(frame: int, ma: float, trial_metrics: dict[str, Any] | None) -> None:
-        tune.report(_result(index, frame, ma, trial_metrics))
+        # not the last checkpoint (§3.2): ASHA stops a trial that reaches max_t, which would cut its end-of-trial
+        # analysis short; the final report below stands for it
+        if frame < max_frame:
+            tune.report({**_result(index, frame, ma, trial_metrics), NODE: node})
 
     trial = Trial(tspec, "train", reporter=report if scheduled else None)
     scalar = trial.run()
-    final = _result(index, int(tspec["env"]["max_frame"]), float(scalar[METRIC]), trial.metrics)
-    tune.report({**final, "final": True})
+    final = _result(index, max_frame, float(scalar[METRIC]), trial.metrics)
+    tune.report({**final, NODE: node, "final": True})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -242,19 +262,65 @@ def _first_line(error: BaseException | None) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def prune_models(spec: dict[str, Any], df: pd.DataFrame, keep: int) -> list[Path]:
-    """Delete ``model/{name}_t{i}_*.pt`` of every trial outside the top ``keep`` by ``total_reward_ma`` (NaN last);
-    ``keep < 0`` keeps everything. Returns the deleted files."""
-    if keep < 0 or df.empty:
-        return []
-    ranked = df.sort_values(METRIC, ascending=False, na_position="last", kind="stable")["trial"].tolist()
-    model_dir = Path(spec["meta"]["predir"]) / "model"
+def remove_trial_models(predir: str, name: str, trials: list[int]) -> list[str]:
+    """Delete ``{predir}/model/{name}_t{i}_*.pt`` of each trial ``i`` on this machine; returns the deleted paths."""
+    model_dir = Path(predir) / "model"
     removed = []
-    for trial in ranked[keep:]:
-        for path in sorted(model_dir.glob(f"{spec['name']}_t{int(trial)}_*.pt")):
+    for trial in trials:
+        for path in sorted(model_dir.glob(f"{name}_t{int(trial)}_*.pt")):
             path.unlink(missing_ok=True)
-            removed.append(path)
+            removed.append(str(path))
     return removed
+
+
+def prune_models(
+    spec: dict[str, Any],
+    df: pd.DataFrame,
+    keep: int,
+    nodes: dict[int, str] | None = None,
+    here: str | None = None,
+) -> dict[str | None, list[str]]:
+    """Delete the model files of every trial outside the top ``keep`` by ``total_reward_ma`` (NaN last); ``keep <
+    0`` keeps everything. A trial that ran on another node of the Ray cluster (``nodes``: trial index -> Ray node
+    id; ``here``: this process's node) has its files on that node's disk: a task on that node deletes them. Then
+    they are deleted here too (a shared disk, or a node that is gone). Returns the deleted paths by node (``None``:
+    here)."""
+    removed: dict[str | None, list[str]] = {None: []}
+    if keep < 0 or df.empty:
+        return removed
+    ranked = df.sort_values(METRIC, ascending=False, na_position="last", kind="stable")["trial"].tolist()
+    doomed = [int(t) for t in ranked[keep:]]
+    predir, name = str(spec["meta"]["predir"]), spec["name"]
+    elsewhere: dict[str, list[int]] = {}
+    for trial in doomed:
+        node = (nodes or {}).get(trial)
+        if node and node != here:
+            elsewhere.setdefault(node, []).append(trial)
+    for node, trials in elsewhere.items():
+        task = ray.remote(num_cpus=0)(remove_trial_models).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        )
+        try:
+            removed[node] = ray.get(task.remote(predir, name, trials), timeout=120)
+        except Exception as e:  # a node that left the cluster keeps its files
+            logger.warning(
+                f"Search: --keep: could not remove the model files of trials {trials} on node {node}: {e}"
+            )
+    removed[None] = remove_trial_models(predir, name, doomed)
+    return removed
+
+
+@dataclass
+class SearchResults:
+    """What came back from the trials of a search, each keyed by trial index: ``data`` is the
+    ``trial_data_dict`` (``{trial: {**config, **trial_scalar}}``), ``curves`` the return curves
+    (``(frames, mean_returns per session)``), ``failed`` the last line of each failed trial's error, ``nodes`` the
+    Ray node that ran each trial."""
+
+    data: dict[int, dict[str, Any]] = field(default_factory=dict)
+    curves: dict[int, tuple[list, list]] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    nodes: dict[int, str] = field(default_factory=dict)
 
 
 class Experiment:
@@ -281,8 +347,6 @@ class Experiment:
 
     # set-up --------------------------------------------------------------------------------------------------
     def resources(self) -> dict[str, float]:
-        import ray
-
         meta = self.spec["meta"]
         res = dict(meta.get("search_resources") or {"cpu": 1, "gpu": 0})
         res["cpu"], res["gpu"] = float(res.get("cpu", 1)), float(res.get("gpu", 0))
@@ -303,17 +367,13 @@ class Experiment:
         return tune.with_resources(runnable, self.resources())
 
     def tuner(self) -> tune.Tuner:
-        import ray
-
         meta, name = self.spec["meta"], self.spec["name"]
         # Tune starts one trial at a time when a searcher suggests them; let it start as many as fit the cluster
         per_trial = max(float((meta.get("search_resources") or {}).get("cpu", 1)), 1e-3)
         fit = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(fit))
         if self.restore:
-            path = self.storage / name
-            if not tune.Tuner.can_restore(str(path)):
-                raise LabError(f"search@: no search state to restore in {path}")
+            path = self.storage / name  # checked by load_experiment_spec
             tuner = tune.Tuner.restore(str(path), self.trainable(), resume_unfinished=True)
             self.progress = _saved_progress(tuner)
             return tuner
@@ -359,12 +419,9 @@ class Experiment:
         )
 
     # results -------------------------------------------------------------------------------------------------
-    def collect(self, grid: Any) -> tuple[dict[int, dict[str, Any]], dict[int, tuple], dict[int, str]]:
-        """``trial_data_dict`` (``{trial: {**config, **trial_scalar}}``), the return curves, and the failures,
-        each keyed by the trial index the trial itself reported (D37)."""
-        data: dict[int, dict[str, Any]] = {}
-        curves: dict[int, tuple] = {}
-        failed: dict[int, str] = {}
+    def collect(self, grid: Any) -> "SearchResults":
+        """What the trials reported, keyed by the trial index each trial itself reported (D37)."""
+        out = SearchResults()
         for result in grid:
             config = dict(result.config or {})
             metrics = result.metrics or {}
@@ -378,12 +435,15 @@ class Experiment:
             if not scalar and result.error is None and METRIC in metrics:
                 # stopped by the scheduler before the trial had metrics: its last reported session mean
                 scalar = {"frame": float(metrics["frame"]), METRIC: float(metrics[METRIC])}
-            data[index] = {**decode_config(self.params, config), **scalar}
+            out.data[index] = {**decode_config(self.params, config), **scalar}
             if trial.get("frames"):
-                curves[index] = (trial["frames"], trial["mean_returns"])
+                out.curves[index] = (trial["frames"], trial["mean_returns"])
+            if metrics.get(NODE):
+                out.nodes[index] = metrics[NODE]
             if result.error is not None:
-                failed[index] = _first_line(result.error)
-        return dict(sorted(data.items())), curves, failed
+                out.failed[index] = _first_line(result.error)
+        out.data = dict(sorted(out.data.items()))
+        return out
 
     def run(self) -> pd.DataFrame:
         """Run the search on Ray (a local cluster, or the one at ``ray_address``), then analyse it."""
@@ -395,29 +455,30 @@ class Experiment:
 
                 optuna.logging.set_verbosity(optuna.logging.WARNING)
                 grid = self.tuner().fit()
-                data, curves, failed = self.collect(grid)
+                results = self.collect(grid)
                 # trials not yet created when a search is interrupted are missing from the grid altogether
                 done = len(self.progress.done) if self.progress else grid.num_terminated + grid.num_errors
-                unfinished = int(self.spec["meta"]["max_trial"]) - done
+                return self.analyze(results, unfinished=int(self.spec["meta"]["max_trial"]) - done)
             finally:
                 disconnect(conn)
-            return self.analyze(data, curves, failed, unfinished)
         finally:
             remove_sink(self.log_sink)
 
-    def analyze(
-        self,
-        data: dict[int, dict[str, Any]],
-        curves: dict[int, tuple],
-        failed: dict[int, str],
-        unfinished: int,
-    ) -> pd.DataFrame:
+    def analyze(self, results: "SearchResults", unfinished: int) -> pd.DataFrame:
+        """Write the experiment analysis, prune the model files of all but the best ``--keep`` trials (on the nodes
+        that hold them; the cluster is still attached), and log the outcome."""
         meta = self.spec["meta"]
+        data, curves, failed = results.data, results.curves, results.failed
         for index, error in failed.items():
             logger.error(f"Search: trial {index} failed: {error}")
         df = analysis.analyze_experiment(self.spec, data, plot=True, curves=curves)
         if not unfinished:
-            removed = prune_models(self.spec, df, self.keep)
+            here = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+            removed = [
+                p
+                for paths in prune_models(self.spec, df, self.keep, results.nodes, here).values()
+                for p in paths
+            ]
             if removed:
                 logger.info(
                     f"Search: --keep {self.keep}: removed the model files of the other trials ({len(removed)} files)"
@@ -425,7 +486,9 @@ class Experiment:
         ranked = df.sort_values(METRIC, ascending=False, na_position="last", kind="stable")
         if len(ranked) and not math.isnan(ranked.iloc[0][METRIC]):
             best = ranked.iloc[0]
-            values = {k: best[k] for k in best.index if k not in analysis.METRICS_COLS and k != "trial"}
+            values = {
+                k: to_jsonable(best[k]) for k in best.index if k not in analysis.METRICS_COLS and k != "trial"
+            }
             logger.info(f"Search: best trial {int(best['trial'])}, {METRIC} {best[METRIC]:.4g}, {values}")
         if unfinished:
             logger.warning(
@@ -438,21 +501,29 @@ class Experiment:
 
 
 def load_experiment_spec(predir: Path) -> dict[str, Any]:
-    """The saved experiment spec ``{predir}/{name}_spec.json`` of a search folder, pointed at ``predir`` (the
-    folder may have moved since) and marked as resumed."""
-    candidates = [
-        p
-        for p in predir.glob("*_spec.json")
-        if not p.name.rsplit("_spec.json", 1)[0].rsplit("_t", 1)[-1].isdigit()
-    ]
-    if len(candidates) != 1:
+    """The saved experiment spec ``{predir}/{name}_spec.json`` of a search folder (the file whose name is its spec's
+    ``name``; trial specs are ``{name}_t{t}_spec.json``), pointed at ``predir``, which may have moved since."""
+    found = []
+    for path in sorted(predir.glob("*_spec.json")):
+        try:
+            spec = read_json(path)
+        except (OSError, ValueError) as e:
+            raise LabError(f"search@{predir}: cannot read {path.name}: {e}") from None
+        if isinstance(spec, dict) and spec.get("name") == path.name.removesuffix("_spec.json"):
+            found.append((path, spec))
+    if len(found) != 1:
         raise LabError(
-            f"search@{predir}: expected one experiment spec file *_spec.json there, found {len(candidates)}"
+            f"search@{predir}: expected one experiment spec {{name}}_spec.json there, found {len(found)}"
         )
-    spec = read_json(candidates[0])
-    if not isinstance(spec, dict) or "search" not in spec or "meta" not in spec:
-        raise SpecError(f"{candidates[0]}: not the spec of a search (no search block)")
+    path, spec = found[0]
+    if "search" not in spec or not isinstance(spec.get("meta"), dict):
+        raise SpecError(f"{path}: not the spec of a search (no search block)")
+    state = predir / "ray_tune" / spec["name"]
+    if not tune.Tuner.can_restore(str(state)):
+        raise LabError(f"search@{predir}: no saved search state in {state}")
     meta = spec["meta"]
-    meta.update(resume=True, predir=str(predir))
+    meta.update(resume=True, predir=str(predir))  # tick keeps the folder and its timestamp
     meta["experiment"] = max(0, int(meta.get("experiment", 0)) - 1)
-    return tick(spec, "experiment")
+    tick(spec, "experiment")
+    meta["resume"] = False  # the unfinished trials start afresh; only the search itself resumes
+    return spec
