@@ -9,7 +9,7 @@ __all__ = ["setup_perf"]
 
 def setup_perf(device: torch.device, concurrent_sessions: int = 1) -> dict[str, object]:
     """CPU: torch threads = the cores this session may use (cpu_count / concurrent sessions, at most 32), with the
-    BLAS thread variables to match. GPU: TF32 on compute capability ≥ 8 and cudnn.benchmark. Returns what was set.
+    BLAS thread variables to match; inside a search trial the cores are the trial's share, ``SLM_CPUS``. GPU: TF32 on compute capability ≥ 8 and cudnn.benchmark. Returns what was set.
 
     Dividing the cores between concurrent sessions avoids oversubscription: with 4 sessions on 2 cores the reference
     runs 4×2 threads on 2 cores.
@@ -25,7 +25,7 @@ def setup_perf(device: torch.device, concurrent_sessions: int = 1) -> dict[str, 
         torch.backends.cudnn.benchmark = True
         info.update(device=str(device), tf32=major >= 8, cudnn_benchmark=True)
     else:
-        cpus = os.cpu_count() or 1
+        cpus = int(os.environ.get("SLM_CPUS") or os.cpu_count() or 1)
         threads = max(1, min(cpus // max(1, concurrent_sessions), 32))
         torch.set_num_threads(threads)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLAS_NUM_THREADS"):
