@@ -116,11 +116,14 @@ def run_experiment(
     preflight_search(spec, spec_file, spec_name)
     search = _search_imports(ray_address)
     tick(spec, "experiment")
-    meta = spec["meta"]
     experiment = search.Experiment(spec, ray_address=ray_address, keep=keep)
+    return _run_experiment(experiment, f"{spec_file} {spec_name} search")
+
+
+def _run_experiment(experiment: Any, what: str, note: str = "") -> pd.DataFrame:
+    meta = experiment.spec["meta"]
     logger.info(
-        f"SLM-Lab: Running {spec_file} {spec_name} search with {meta['max_session']} sessions"
-        f" | output: {meta['prepath']}"
+        f"SLM-Lab: Running {what} with {meta['max_session']} sessions | output: {meta['prepath']}{note}"
     )
     df = experiment.run()
     logger.info(f"Output: {meta['predir']}")
@@ -137,12 +140,6 @@ def restore_experiment(target: str, name: str, ray_address: str | None = None, k
         raise LabError(f"search@{target}: {e}") from None
     search = _search_imports(ray_address)
     spec = search.load_experiment_spec(predir)
-    meta = spec["meta"]
     experiment = search.Experiment(spec, ray_address=ray_address, keep=keep, restore=True)
-    logger.info(
-        f"SLM-Lab: Running {spec['name']} search@{target} with {meta['max_session']} sessions"
-        f" | output: {meta['prepath']} (restoring the search in {meta['predir']})"
-    )
-    df = experiment.run()
-    logger.info(f"Output: {meta['predir']}")
-    return df
+    note = f" (restoring the search in {spec['meta']['predir']})"
+    return _run_experiment(experiment, f"{spec['name']} search@{target}", note)
