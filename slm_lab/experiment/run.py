@@ -14,7 +14,7 @@ from slm_lab.experiment.control import Trial
 from slm_lab.lib.logger import add_file_sink, remove_sink
 from slm_lab.lib.paths import resolve_predir
 from slm_lab.spec.loader import complete_spec, save_spec, tick
-from slm_lab.spec.search_space import apply_config, parse_search, probe_config, probe_configs
+from slm_lab.spec.search_space import apply_config, parse_search, probe_configs
 from slm_lab.spec.validation import unknown_keys
 
 __all__ = ["preflight", "preflight_search", "restore_experiment", "run_experiment", "run_trial"]
@@ -75,10 +75,9 @@ def preflight_search(spec: dict[str, Any], spec_file: str, spec_name: str) -> No
     if spec["meta"].get("max_trial") is None:
         raise SpecError(f"{where}: meta.max_trial: search mode needs the number of trials to sample")
     params, _ = parse_search(spec["search"])  # its errors were reported at load
-    by_path = {p.path: p for p in params}
-    for i, (label, config) in enumerate(probe_configs(params)):
+    for label, config, varied in probe_configs(params):
         probe = apply_config(spec, config)
-        if i == 0:
+        if varied is None:
             unknown = sorted(set(unknown_keys(probe)) - set(unknown_keys(spec)))
             if unknown:
                 raise SpecError(
@@ -86,8 +85,7 @@ def preflight_search(spec: dict[str, Any], spec_file: str, spec_name: str) -> No
                 )
         try:
             sampled = complete_spec(probe, spec_file, warn=False)
-            changed = [path for path in config if config[path] != probe_config(params)[path]]
-            if i == 0 or any(by_path[path].sampler == "choice" for path in changed):
+            if varied is None or varied.sampler == "choice":
                 preflight(sampled, "train")
         except SpecError as e:
             raise SpecError(f"{where}: with {label}, the spec is invalid: {e}") from None

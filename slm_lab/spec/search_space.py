@@ -255,16 +255,19 @@ def _upper(param: SearchParam) -> Any:
     return hi - 1 if param.sampler in ("randint", "lograndint") else hi
 
 
-def probe_configs(params: list[SearchParam]) -> list[tuple[str, dict[str, Any]]]:
-    """The points a search checks before it starts, each with a label naming what it varies: ``probe_config``,
-    then, one parameter at a time, each other ``choice`` value and each bounded sampler's upper bound. Every value a
-    ``choice`` can take, and both ends of every range, are thereby tried against the spec."""
+def probe_configs(params: list[SearchParam]) -> list[tuple[str, dict[str, Any], SearchParam | None]]:
+    """The points a search checks before it starts, each as ``(label, config, varied)``: ``probe_config`` (varied
+    ``None``), then, one parameter at a time (``varied``), each other ``choice`` value and each bounded sampler's
+    upper bound. Every value a ``choice`` can take, and both ends of every range, are thereby tried against the
+    spec; the label names what the point varies."""
     base = probe_config(params)
-    probes = [("the first choice or lower bound of every search key", base)]
+    probes: list[tuple[str, dict[str, Any], SearchParam | None]] = [
+        ("the first choice or lower bound of every search key", base, None)
+    ]
     for p in params:
         others = list(p.args[1:]) if p.sampler == "choice" else [] if "randn" in p.sampler else [_upper(p)]
         for value in others:
-            probes.append((f"search.{p.key} = {json.dumps(value)}", {**base, p.path: value}))
+            probes.append((f"search.{p.key} = {json.dumps(value)}", {**base, p.path: value}, p))
     return probes
 
 

@@ -185,8 +185,14 @@ def test_probes_try_every_choice_and_both_ends_of_each_range() -> None:
     probes = probe_configs(params)
     base = {"agent.net.hid_layers": [64], "agent.algorithm.training_epoch": 2, "agent.algorithm.gamma": 0.9,
             "agent.algorithm.lam": 0.9}  # fmt: skip
-    assert probes[0][1] == base
-    varied = [(label, {k: v for k, v in config.items() if v != base[k]}) for label, config in probes[1:]]
+    assert probes[0][1:] == (base, None)
+    assert [param.key for _, _, param in probes[1:]] == [
+        "agent.net.hid_layers__choice",
+        "agent.net.hid_layers__choice",
+        "agent.algorithm.training_epoch__randint",
+        "agent.algorithm.gamma__uniform",
+    ]
+    varied = [(label, {k: v for k, v in config.items() if v != base[k]}) for label, config, _ in probes[1:]]
     assert varied == [
         ("search.agent.net.hid_layers__choice = [64, 64]", {"agent.net.hid_layers": [64, 64]}),
         ("search.agent.net.hid_layers__choice = [128]", {"agent.net.hid_layers": [128]}),
