@@ -70,9 +70,9 @@ def connect(address: str | None = None) -> RayConnection:
     dashboard = (
         f"Ray dashboard: http://{url}" if url else "Ray dashboard: not running (it needs ray[default])"
     )
+    resources = ray.cluster_resources()
     logger.info(
-        f"Search: {where}; {int(ray.cluster_resources().get('CPU', 0))} CPUs, "
-        f"{int(ray.cluster_resources().get('GPU', 0))} GPUs. {dashboard}. "
+        f"Search: {where}; {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs. {dashboard}. "
         "Leftover processes of a lab-started cluster: slm-lab run --stop-ray"
     )
     return conn

@@ -130,10 +130,10 @@ def trial_spec(spec: dict[str, Any], values: dict[str, Any], index: int) -> dict
     return tick(out, "trial")
 
 
-def _lab_env(spec: dict[str, Any]) -> dict[str, Any]:
+def _lab_env(cpus: float) -> dict[str, Any]:
+    """What a trial's worker needs of the driver's process; ``cpus`` is the trial's CPU share."""
     env = {k: os.environ[k] for k in _LAB_ENV_VARS if k in os.environ}
     env["SLM_DATA_DIR"] = str(data_dir().resolve())
-    cpus = (spec["meta"].get("search_resources") or {}).get("cpu", 1)
     env["SLM_CPUS"] = str(max(1, int(cpus)))
     paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {"env": env, "cwd": os.getcwd(), "sys_path": paths}
@@ -151,13 +151,16 @@ def _enter_worker(lab_env: dict[str, Any]) -> None:
     setup_logging()
 
 
-def _result(index: int, frame: int, ma: float, trial_metrics: dict[str, Any] | None) -> dict[str, Any]:
+def _result(
+    index: int, node: str, frame: int, ma: float, trial_metrics: dict[str, Any] | None
+) -> dict[str, Any]:
     """What a trial reports to Ray: the scheduler's time and metric (NaN reported as 0, §3.5), the trial index,
-    and the trial's metrics and return curves, so the driver needs no file from the trial's node."""
+    the node it runs on, and the trial's metrics and return curves, so the driver needs no file from that node."""
     out: dict[str, Any] = {
         "frame": int(frame),
         METRIC: 0.0 if math.isnan(ma) else float(ma),
         TRIAL_INDEX: index,
+        NODE: node,
     }
     if trial_metrics is not None:
         local = trial_metrics["local"]
@@ -189,12 +192,11 @@ def _trainable(
         # not the last checkpoint (§3.2): ASHA stops a trial that reaches max_t, which would cut its end-of-trial
         # analysis short; the final report below stands for it
         if frame < max_frame:
-            tune.report({**_result(index, frame, ma, trial_metrics), NODE: node})
+            tune.report(_result(index, node, frame, ma, trial_metrics))
 
     trial = Trial(tspec, "train", reporter=report if scheduled else None)
     scalar = trial.run()
-    final = _result(index, max_frame, float(scalar[METRIC]), trial.metrics)
-    tune.report({**final, NODE: node, "final": True})
+    tune.report({**_result(index, node, max_frame, float(scalar[METRIC]), trial.metrics), "final": True})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -262,6 +264,11 @@ def _first_line(error: BaseException | None) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def _ranked(df: pd.DataFrame) -> pd.DataFrame:
+    """The experiment df best first by ``total_reward_ma`` (NaN last, ties in trial order)."""
+    return df.sort_values(METRIC, ascending=False, na_position="last", kind="stable")
+
+
 def remove_trial_models(predir: str, name: str, trials: list[int]) -> list[str]:
     """Delete ``{predir}/model/{name}_t{i}_*.pt`` of each trial ``i`` on this machine; returns the deleted paths."""
     model_dir = Path(predir) / "model"
@@ -288,8 +295,7 @@ def prune_models(
     removed: dict[str | None, list[str]] = {None: []}
     if keep < 0 or df.empty:
         return removed
-    ranked = df.sort_values(METRIC, ascending=False, na_position="last", kind="stable")["trial"].tolist()
-    doomed = [int(t) for t in ranked[keep:]]
+    doomed = [int(t) for t in _ranked(df)["trial"].tolist()[keep:]]
     predir, name = str(spec["meta"]["predir"]), spec["name"]
     elsewhere: dict[str, list[int]] = {}
     for trial in doomed:
@@ -361,20 +367,20 @@ class Experiment:
             )
         return res
 
-    def trainable(self) -> Any:
-        lab_env = _lab_env(self.spec)
+    def trainable(self, resources: dict[str, float]) -> Any:
+        lab_env = _lab_env(resources["cpu"])
         runnable = tune.with_parameters(_trainable, spec=self.spec, lab_env=lab_env, scheduled=self.scheduled)
-        return tune.with_resources(runnable, self.resources())
+        return tune.with_resources(runnable, resources)
 
     def tuner(self) -> tune.Tuner:
         meta, name = self.spec["meta"], self.spec["name"]
+        resources = self.resources()
         # Tune starts one trial at a time when a searcher suggests them; let it start as many as fit the cluster
-        per_trial = max(float((meta.get("search_resources") or {}).get("cpu", 1)), 1e-3)
-        fit = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
+        fit = max(1, int(ray.cluster_resources().get("CPU", 1) // max(resources["cpu"], 1e-3)))
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(fit))
         if self.restore:
             path = self.storage / name  # checked by load_experiment_spec
-            tuner = tune.Tuner.restore(str(path), self.trainable(), resume_unfinished=True)
+            tuner = tune.Tuner.restore(str(path), self.trainable(resources), resume_unfinished=True)
             self.progress = _saved_progress(tuner)
             return tuner
         if self.scheduled:
@@ -401,7 +407,7 @@ class Experiment:
         max_failures = int(meta.get("search_max_failures", 1))
         self.progress = _TrialLog(max_failures)
         return tune.Tuner(
-            self.trainable(),
+            self.trainable(resources),
             param_space=param_space(self.params),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
@@ -472,18 +478,7 @@ class Experiment:
         for index, error in failed.items():
             logger.error(f"Search: trial {index} failed: {error}")
         df = analysis.analyze_experiment(self.spec, data, plot=True, curves=curves)
-        if not unfinished:
-            here = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-            removed = [
-                p
-                for paths in prune_models(self.spec, df, self.keep, results.nodes, here).values()
-                for p in paths
-            ]
-            if removed:
-                logger.info(
-                    f"Search: --keep {self.keep}: removed the model files of the other trials ({len(removed)} files)"
-                )
-        ranked = df.sort_values(METRIC, ascending=False, na_position="last", kind="stable")
+        ranked = _ranked(df)
         if len(ranked) and not math.isnan(ranked.iloc[0][METRIC]):
             best = ranked.iloc[0]
             values = {
@@ -495,8 +490,15 @@ class Experiment:
                 f"Search interrupted: {unfinished} of {meta['max_trial']} trial(s) unfinished; models were not "
                 f"pruned. Continue it with: slm-lab run <spec file> <spec name> search@{meta['predir']}"
             )
-        else:
-            logger.info(f"Experiment done: {len(data)} trials, {len(failed)} failed")
+            return df
+        here = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        removed = prune_models(self.spec, df, self.keep, results.nodes, here)
+        count = sum(len(paths) for paths in removed.values())
+        if count:
+            logger.info(
+                f"Search: --keep {self.keep}: removed the model files of the other trials ({count} files)"
+            )
+        logger.info(f"Experiment done: {len(data)} trials, {len(failed)} failed")
         return df
 
 
