@@ -1,6 +1,6 @@
 """Errors the lab raises for bad user input. The CLI prints them as one line, without a traceback."""
 
-__all__ = ["CheckpointError", "LabError", "SpecError"]
+__all__ = ["CheckpointError", "Interrupted", "LabError", "SpecError"]
 
 
 class LabError(Exception):
@@ -13,3 +13,14 @@ class SpecError(LabError):
 
 class CheckpointError(LabError):
     """A missing or unreadable checkpoint file: the message names the file."""
+
+
+class Interrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM after saving its state; ``train@`` continues it."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    def __reduce__(self) -> tuple:  # travels back from a session process
+        return (Interrupted, (self.signum, str(self)))

@@ -27,6 +27,7 @@ Example spec section::
 """
 
 import math
+import pickle
 import re
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from slm_lab.env.atari import FRAME_SKIP, GameOverTracker, make_atari_env, make_
 from slm_lab.env.clock import Clock
 from slm_lab.env.registration import entry_point_str, find_gym_spec
 from slm_lab.env.render import FrameViewer, render_requested
+from slm_lab.env.snapshot import EpisodeSnapshot, SnapshotError, restore_env, snapshot_env
 from slm_lab.env.wrappers import ObsHistory, ObsNormalizer, RewardNormalizer, parse_clip_reward
 from slm_lab.errors import SpecError
 
@@ -153,6 +155,8 @@ class LabEnv:
         self._viewer = FrameViewer(self.name) if render else None
         # True for a sync vector env, which returns its internal obs buffer (set by _make_gym_env)
         self._sync_buffer = False
+        # True when each copy of a vector env is wrapped in EpisodeSnapshot (set by _make_gym_env)
+        self._snapshot_copies = False
         self._env = self._make_gym_env(env_spec, gym_spec, kwargs)
         if self.is_venv:
             self.observation_space = self._env.single_observation_space
@@ -171,6 +175,7 @@ class LabEnv:
         self.clock = Clock(self.max_frame, self.num_envs, self.is_venv)
         self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)  # raw, per copy, current episode
+        self.episode_counts = np.zeros(self.num_envs, dtype=np.int64)  # completed episodes (games), per copy
         self._setup_transforms(env_spec, gamma)
         self._history = self._setup_history(spec)
 
@@ -224,6 +229,7 @@ class LabEnv:
             if self.is_atari:
                 kwargs.pop("render_mode", None)
                 if self.is_venv:
+                    self._snapshot_copies = render_mode is not None  # the native ALE vector env has none
                     return make_atari_vec(self.name, self.num_envs, kwargs, render_mode)
                 return make_atari_env(self.name, kwargs, render_mode)
             if not self.is_venv:
@@ -235,11 +241,13 @@ class LabEnv:
             if mode == "sync":
                 vector_kwargs["copy"] = False  # the step copies only what it returns
             self._sync_buffer = mode == "sync"
+            self._snapshot_copies = True
             return gym.make_vec(
                 gym_spec,
                 num_envs=self.num_envs,
                 vectorization_mode=mode,
                 vector_kwargs=vector_kwargs,
+                wrappers=[EpisodeSnapshot],
                 **kwargs,
             )
         except gym.error.Error as e:
@@ -357,6 +365,7 @@ class LabEnv:
                     idx = np.flatnonzero(self._games.game_over(done, truncated, info.get("lives")))
                 self.returns.extend(self._episode_returns[idx].tolist())
                 self._episode_returns[idx] = 0.0
+                self.episode_counts[idx] += 1
                 self.clock.tick_step(len(idx), done)
             else:
                 next_state = obs
@@ -381,6 +390,7 @@ class LabEnv:
                 next_state = np.array(obs)[None]
                 self.returns.append(float(self._episode_returns[0]))
                 self._episode_returns[0] = 0.0
+                self.episode_counts[0] += 1
                 obs, reset_info = self._env.reset()
                 obs = np.array(obs)[None]
                 if self._games is not None and "lives" in reset_info:
@@ -463,8 +473,68 @@ class LabEnv:
             d["reward_norm"] = self._reward_norm.state_dict()
         return d
 
+    def episode_state(self) -> bytes:
+        """The state of the episodes in progress, as bytes: every copy's env state (see ``snapshot.py``), the
+        running raw returns, the reward normaliser's discounted returns, the observation history, the Atari lives
+        and the action-space RNGs. Raises ``SnapshotError`` when the env cannot be captured."""
+        if not self.is_venv:
+            copies = [snapshot_env(self._env)]
+        elif self._snapshot_copies:
+            copies = list(self._env.call("lab_snapshot"))
+            if any(blob is None for blob in copies):
+                raise SnapshotError(next(e for e in self._env.get_attr("lab_snapshot_error") if e))
+        else:
+            raise SnapshotError("the native ALE vector env has no state capture")
+        return pickle.dumps(
+            {
+                "copies": copies,
+                "episode_returns": self._episode_returns,
+                "reward_norm_returns": None if self._reward_norm is None else self._reward_norm.returns,
+                "history": None if self._history is None else self._history.buffer,
+                "lives": None if self._games is None else self._games.lives,
+                "action_rngs": [getattr(space, "_np_random", None) for space in self._action_spaces()],
+            },
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    def load_episode_state(self, blob: bytes) -> None:
+        """Continue the episodes saved by ``episode_state`` (in an env built from the same spec)."""
+        d = pickle.loads(blob)
+        copies = d["copies"]
+        if len(copies) != self.num_envs:
+            raise SnapshotError(
+                f"the saved episode state has {len(copies)} env copies, this env {self.num_envs}"
+            )
+        if not self.is_venv:
+            restore_env(self._env, copies[0])
+        else:
+            self._env.set_attr("lab_pending", copies)
+            self._env.call("lab_restore")
+        self._episode_returns[:] = d["episode_returns"]
+        if self._reward_norm is not None:
+            self._reward_norm.returns[:] = d["reward_norm_returns"]
+        if self._history is not None:
+            self._history.buffer[:] = d["history"]
+        if self._games is not None:
+            self._games.lives[:] = d["lives"]
+        for space, rng in zip(self._action_spaces(), d["action_rngs"], strict=True):
+            if rng is not None:
+                space._np_random = rng
+
+    def _action_spaces(self) -> list[spaces.Space]:
+        """The distinct action spaces whose RNG a seeded reset sets (agent-facing, native, vector-batched)."""
+        found: list[spaces.Space] = []
+        for space in (
+            self.action_space,
+            self._env.action_space,
+            getattr(self._env, "single_action_space", None),
+        ):
+            if space is not None and all(space is not s for s in found):
+                found.append(space)
+        return found
+
     def load_state_dict(self, d: dict) -> None:
-        """Restore what ``state_dict`` saved. Episodes in progress are not restored: the env starts new ones."""
+        """Restore what ``state_dict`` saved (the episodes in progress have ``load_episode_state``)."""
         self.clock.load_state_dict(d["clock"])
         self.returns = deque((float(x) for x in d["returns"]), maxlen=RETURN_WINDOW)
         if self._obs_norm is not None and "obs_norm" in d:

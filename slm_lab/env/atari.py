@@ -19,6 +19,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, TimeLimit
 
+from slm_lab.env.snapshot import EpisodeSnapshot
+
 __all__ = ["FRAME_SKIP", "GameOverTracker", "make_atari_env", "make_atari_vec", "register_ale"]
 
 FRAME_SKIP = 4  # ALE v5 default
@@ -58,7 +60,7 @@ def make_atari_vec(name: str, num_envs: int, kwargs: dict[str, Any], render_mode
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-            wrappers=[_preprocess],
+            wrappers=[_preprocess, EpisodeSnapshot],
             render_mode=render_mode,
             **single,
         )

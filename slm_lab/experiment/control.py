@@ -1,12 +1,15 @@
 """Session and Trial: the RL loop, and its repetition over seeds (contract §3.2, §3.3)."""
 
+import contextlib
 import copy
 import math
 import os
 import queue
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
@@ -18,11 +21,14 @@ from loguru import logger
 
 from slm_lab.agent import Agent, build_agent, get_device
 from slm_lab.env import LabEnv, make_env
+from slm_lab.env.snapshot import SnapshotError
+from slm_lab.errors import CheckpointError, Interrupted, LabError
 from slm_lab.experiment import analysis
+from slm_lab.experiment.checkpoint import has_resume_state, read_resume_state, write_resume_state
 from slm_lab.experiment.metrics import MetricsTracker
 from slm_lab.experiment.progress import Progress
 from slm_lab.experiment.tensorboard_log import TensorBoardLog
-from slm_lab.lib.io_util import atomic_write, load_torch_file
+from slm_lab.lib.io_util import atomic_write
 from slm_lab.lib.logger import add_file_sink, remove_sink, setup_logging
 from slm_lab.lib.paths import prepath
 from slm_lab.lib.perf import setup_perf
@@ -48,6 +54,14 @@ TrialReporter = Callable[[int, float, dict[str, Any] | None], None]
 # Checkpoint files (CSV, metrics) are written at every checkpoint; graphs, the slow part, at most this often (wall
 # seconds) and always at the end of the session, so that frequent checkpoints do not throttle training.
 GRAPH_INTERVAL = 60.0
+# The full state (memory included, which can be large) is written at a checkpoint at most this often (wall
+# seconds), and always at the end of the session and when a signal stops it (→D10).
+STATE_INTERVAL = 600.0
+# The eval env of a rigorous evaluation is reset with the session seed + this + the frame, so each evaluation has
+# its own reproducible episodes, apart from the training env's
+EVAL_SEED_OFFSET = 10_000_000
+# An evaluation stops after this many times the episode step limit (1000 without one) even if a copy never finished
+EVAL_STEP_CAP = 10
 
 
 def max_parallel_sessions(max_session: int) -> int:
@@ -69,7 +83,14 @@ def trial_view(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class Session:
-    """One agent, one env, one seed: the RL loop with log checkpoints, model files and analysis."""
+    """One agent, one env, one seed: the RL loop with log checkpoints, model files and analysis.
+
+    With ``meta.resume`` set and resume files present (``checkpoint.py``), the session continues from them: the
+    same nets, optimizers, schedulers, memory, RNG states, clock, dataframe rows and episodes in progress, so the
+    rest of the run is the one an uninterrupted session would have had (→D10, B4). The full state is written at
+    the end, at a checkpoint when ``state_interval()`` seconds have passed since the last write, and when SIGINT
+    or SIGTERM stops the session (then ``Interrupted`` is raised).
+    """
 
     def __init__(
         self,
@@ -99,9 +120,29 @@ class Session:
         self.agent: Agent = build_agent(spec, self.env, mode, self.device)
         self.max_frame = int(spec["env"]["max_frame"])
         self.log_frequency = int(meta.get("log_frequency") or 10000)
+        self.learning = self.agent.learning
+        # enjoy/eval runs act with the evaluation policy and write their rows as the eval dataframe
+        self.df_mode = "train" if self.learning else "eval"
+        # rigorous evaluation (→D12): a separate env normalised with the training statistics, frozen
+        self.eval_env: LabEnv | None = None
+        self.eval_tracker: MetricsTracker | None = None
+        self.eval_frequency = int(meta.get("eval_frequency") or 10000)
+        if meta.get("rigorous_eval") and self.learning:
+            self.eval_env = make_env(spec)
+            self.eval_env.freeze_normalizers(source=self.env)
+            self.eval_tracker = MetricsTracker()
         self.last_graph_time = time.monotonic()  # first graphs after GRAPH_INTERVAL, or at close
         self.trial_spec = trial_view(spec)
         self.tb = TensorBoardLog.for_session(spec, mode, self.agent.algorithm.nets)
+        self.state_interval = state_interval()
+        self.last_state_time = time.monotonic()
+        self.stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler, read after each step
+        self.obs: np.ndarray | None = None  # the observation the agent acts on next
+        self.resumed = False
+        self.episodes_saved = True  # False once the env turned out not to support episode snapshots
+        self.logged_episodes = 0  # enjoy/eval: episodes whose return was logged
+        if meta.get("resume") and mode not in ("enjoy", "eval") and has_resume_state(meta["model_prepath"]):
+            self.restore()
         if self.index == 0:
             logger.info(f"Performance set-up: {self.perf}")
             algo = spec["agent"]["algorithm"]
@@ -109,10 +150,18 @@ class Session:
 
     # the loop ------------------------------------------------------------------------------------------------
     def run_rl(self) -> None:
-        """reset, then while frame < max_frame: act, step, update, checkpoint."""
+        """reset (or continue the restored episodes), then while frame < max_frame: act, step, update,
+        checkpoint."""
         env, agent, clock, tb = self.env, self.agent, self.env.clock, self.tb
         log_frequency, num_envs = self.log_frequency, env.num_envs
-        state = env.reset(seed=self.seed)
+        eval_frequency = self.eval_frequency if self.eval_env is not None else 0
+        log_episodes = not self.learning
+        if self.obs is not None:  # restored episodes in progress
+            state = self.obs
+        elif self.resumed:  # restored, but the env could not save its episodes: new ones, seeded by the frame
+            state = env.reset(seed=self.seed + clock.frame)
+        else:
+            state = env.reset(seed=self.seed)
         clock.reset_timer()
         progress = self.make_progress()
         if tb is not None:
@@ -122,17 +171,41 @@ class Session:
                 action = agent.act(state)
                 step = env.step(action)
                 agent.update(state, action, step)
+                state = step.obs
                 if tb is not None:
                     tb.add_actions(action)
-                if clock.frame % log_frequency < num_envs or clock.frame >= self.max_frame:
-                    self.checkpoint()
+                if log_episodes:
+                    self.log_episodes()
+                frame = clock.frame
+                if (
+                    frame % log_frequency < num_envs
+                    or (eval_frequency and frame % eval_frequency < num_envs)
+                    or frame >= self.max_frame
+                ):
+                    self.checkpoint(state)
                 if progress is not None:
                     progress.update(clock.frame)
-                state = step.obs
+                if self.stop_signal is not None:
+                    break
         finally:
+            self.obs = state
             if progress is not None:
                 progress.close()
-        self.checkpoint()  # a final checkpoint always happens (D36); a duplicate frame records nothing
+        if self.stop_signal is not None:
+            self.interrupt()
+        self.checkpoint(state, final=True)  # always at the end (D36); a duplicate frame records nothing
+
+    def interrupt(self) -> None:
+        """Save the full state after a SIGINT/SIGTERM and raise ``Interrupted``."""
+        signum = self.stop_signal
+        name = signal.Signals(signum).name if signum is not None else "signal"
+        self.save_resume_state()
+        frame = self.env.clock.frame
+        raise Interrupted(
+            signum or signal.SIGTERM,
+            f"session {self.index} stopped by {name} at frame {frame}; its state is saved in "
+            f"{self.spec['meta']['model_prepath']}_state.pt",
+        )
 
     def make_progress(self) -> Progress | None:
         """Session 0 reports its progress: a live line on a terminal, plain log lines otherwise (B6)."""
@@ -146,101 +219,271 @@ class Session:
 
         return Progress(self.max_frame, label, ma, start_frame=self.env.clock.frame)
 
-    def checkpoint(self) -> None:
+    def log_episodes(self) -> None:
+        """Enjoy/eval runs log the return of every episode that ended at this step."""
+        env = self.env
+        new = int(env.episode_counts.sum()) - self.logged_episodes
+        for value in list(env.returns)[-new:] if new > 0 else []:
+            logger.info(f"Session {self.index} episode {self.logged_episodes + 1}: return {value:g}")
+            self.logged_episodes += 1
+
+    def checkpoint(self, obs: np.ndarray, final: bool = False) -> None:
+        """A log checkpoint and/or an evaluation checkpoint at this frame, then the full state when
+        ``state_interval`` has passed. ``obs`` is the observation the agent acts on next."""
+        self.obs = obs
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.save_resume_state()
+            raise SystemExit(f"session {self.index}: its parent process {self.parent_pid} is gone; stopping")
+        frame, num_envs = self.env.clock.frame, self.env.num_envs
+        if final or frame % self.log_frequency < num_envs or frame >= self.max_frame:
+            self.log_checkpoint()
+        if self.eval_env is not None and (
+            final or frame % self.eval_frequency < num_envs or frame >= self.max_frame
+        ):
+            self.eval_checkpoint()
+        if self.learning and time.monotonic() - self.last_state_time >= self.state_interval:
+            self.save_resume_state()
+
+    def log_checkpoint(self) -> None:
         """Append a df row, log it, save the latest model (and ckpt-best), write the analysis files."""
         algorithm = self.agent.algorithm
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            raise SystemExit(f"session {self.index}: its parent process {self.parent_pid} is gone; stopping")
         row = self.tracker.record(self.env, self.agent.loss, algorithm.lr, algorithm.df_extras())
         if row is None:
             return
         meta = self.spec["meta"]
-        header = f"Trial {meta['trial']} session {self.index} {self.spec['name']}_t{meta['trial']}_s{self.index} [train]"
+        header = (
+            f"Trial {meta['trial']} session {self.index} {self.spec['name']}_t{meta['trial']}_s{self.index} "
+            f"[{self.mode if not self.learning else 'train'}]"
+        )
         logger.info(analysis.format_checkpoint_block(header, row))
         if self.tb is not None:
             self.tb.write_checkpoint(row, int(self.env.clock.frame))
         model_prepath = meta["model_prepath"]
-        self.agent.save(model_prepath)
-        if self.tracker.is_best(row):
-            self.agent.save(model_prepath, ckpt="ckpt-best")
-            self.save_state(ckpt="ckpt-best")
+        if self.learning:
+            self.agent.save(model_prepath)
+            if self.eval_env is None and self.tracker.is_best(row):
+                self.save_best()
         metrics = None
         if len(self.tracker.rows) > 2:
-            now = time.monotonic()
-            plot = now - self.last_graph_time >= GRAPH_INTERVAL
-            if plot:
-                self.last_graph_time = now
-            metrics = self.analyze(plot)
+            metrics = self.analyze(self.df_mode, self.plot_due())
         if self.reporter is not None:
             self.reporter(int(self.env.clock.frame), float(row["total_reward_ma"]), metrics)
 
-    def analyze(self, plot: bool) -> dict[str, Any]:
-        metrics = analysis.analyze_session(self.spec, self.tracker.df, "train", plot=plot)
-        if self.index == 0:  # session 0 refreshes the trial analysis from the session files on disk
-            session_metrics = analysis.load_session_metrics(self.trial_spec, "train")
+    def eval_checkpoint(self) -> None:
+        """Rigorous evaluation (→D12): the eval row's score is the mean return of the episodes finished in this
+        evaluation; ckpt-best follows its MA."""
+        assert self.eval_env is not None and self.eval_tracker is not None
+        frame = self.env.clock.frame
+        if self.eval_tracker.has_frame(frame):
+            return
+        score = self.evaluate()
+        algorithm = self.agent.algorithm
+        row = self.eval_tracker.record(
+            self.env, self.agent.loss, algorithm.lr, algorithm.df_extras(), total_reward=score
+        )
+        if row is None:
+            return
+        meta = self.spec["meta"]
+        header = f"Trial {meta['trial']} session {self.index} {self.spec['name']}_t{meta['trial']}_s{self.index} [eval]"
+        logger.info(analysis.format_checkpoint_block(header, row))
+        if self.eval_tracker.is_best(row):
+            self.save_best()
+        if len(self.eval_tracker.rows) > 2:
+            self.analyze("eval", self.plot_due())
+
+    def evaluate(self) -> float:
+        """Run the agent with its evaluation policy in the eval env, reset with a seed of its own for this frame,
+        until every copy has finished an episode. Returns their mean raw return (NaN if none finished within
+        the step cap)."""
+        env, agent = self.eval_env, self.agent
+        assert env is not None
+        state = env.reset(seed=self.seed + EVAL_SEED_OFFSET + self.env.clock.frame)
+        start = env.episode_counts.copy()
+        returns: list[float] = []
+        cap = EVAL_STEP_CAP * (env.max_t or 1000)
+        with agent.algorithm.evaluating():
+            for _ in range(cap):
+                epi = env.clock.epi
+                step = env.step(agent.act(state))
+                state = step.obs
+                if env.clock.epi > epi:
+                    returns.extend(list(env.returns)[-(env.clock.epi - epi) :])
+                    if (env.episode_counts > start).all():
+                        break
+            else:
+                logger.warning(
+                    f"Session {self.index}: evaluation stopped after {cap} steps with "
+                    f"{int((env.episode_counts > start).sum())} of {env.num_envs} copies done"
+                )
+        return float(np.mean(returns)) if returns else math.nan
+
+    def save_best(self) -> None:
+        self.agent.save(self.spec["meta"]["model_prepath"], ckpt="ckpt-best")
+        self.save_best_state()
+
+    def plot_due(self) -> bool:
+        """Graphs at most every GRAPH_INTERVAL seconds at checkpoints."""
+        now = time.monotonic()
+        if now - self.last_graph_time < GRAPH_INTERVAL:
+            return False
+        self.last_graph_time = now
+        return True
+
+    @property
+    def trial_df_mode(self) -> str:
+        """The dataframe the trial is judged on: the evaluations' with rigorous_eval, else the training one."""
+        return "eval" if self.eval_env is not None else "train"
+
+    def analyze(self, df_mode: str, plot: bool) -> dict[str, Any]:
+        """Write the session files of ``df_mode`` (train or eval); session 0 of a learning run then refreshes
+        the trial analysis from the session files on disk."""
+        tracker = self.eval_tracker if df_mode == "eval" and self.eval_tracker is not None else self.tracker
+        metrics = analysis.analyze_session(self.spec, tracker.df, df_mode, plot=plot)
+        if self.index == 0 and self.learning and df_mode == self.trial_df_mode:
+            session_metrics = analysis.load_session_metrics(self.trial_spec, df_mode)
             if session_metrics:
                 analysis.analyze_trial(self.trial_spec, session_metrics, plot=plot)
         return metrics
 
     # state ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The resumable session state apart from net/optimizer weights and the memory (those have own files)."""
+        """The session state apart from net/optimizer weights, the memory and the episodes in progress: what
+        ``ckpt-best`` keeps beside its model files (normaliser statistics, schedulers, clock, rows, RNG)."""
         return {
             "env": self.env.state_dict(),
             "agent": self.agent.state_dict(),
             "tracker": self.tracker.state_dict(),
+            "eval_tracker": None if self.eval_tracker is None else self.eval_tracker.state_dict(),
             "rng": get_rng_state(),
         }
 
-    def save_state(self, ckpt: str | None = None) -> None:
-        """Write ``{model_prepath}[_{ckpt}]_state.pt`` and, for the latest state, ``_memory.pt`` (atomically)."""
-        prefix = self.spec["meta"]["model_prepath"] + (f"_{ckpt}" if ckpt else "")
+    def save_best_state(self) -> None:
+        """Write ``{model_prepath}_ckpt-best_state.pt`` (atomically), the state that goes with ckpt-best."""
         state = self.state_dict()
-        atomic_write(f"{prefix}_state.pt", lambda f: torch.save(state, f), binary=True)
-        if ckpt is None:
-            memory = self.agent.memory.state_dict()
-            atomic_write(f"{prefix}_memory.pt", lambda f: torch.save(memory, f), binary=True)
+        path = f"{self.spec['meta']['model_prepath']}_ckpt-best_state.pt"
+        atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
-    def load_state(self, model_prepath: str, ckpt: str | None = None) -> None:
-        """Restore nets, optimizers and the full session state written by ``save`` and ``save_state``."""
-        self.agent.algorithm.load(model_prepath, ckpt)
-        prefix = model_prepath + (f"_{ckpt}" if ckpt else "")
-        state = load_torch_file(f"{prefix}_state.pt")
-        self.env.load_state_dict(state["env"])
-        self.agent.load_state_dict(state["agent"])
-        self.tracker.load_state_dict(state["tracker"])
+    def episode_state(self) -> torch.Tensor | None:
+        """The env's episodes in progress as a byte tensor; None (with a warning, once) when the env cannot
+        capture them, so that a resume starts new episodes."""
+        if not self.episodes_saved:
+            return None
+        try:
+            blob = self.env.episode_state()
+        except SnapshotError as e:
+            self.episodes_saved = False
+            logger.warning(
+                f"Session {self.index}: the episodes in progress of {self.env.name} cannot be saved ({e}); "
+                "a resumed session starts new episodes, so it is not an exact continuation"
+            )
+            return None
+        return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+
+    def save_resume_state(self) -> None:
+        """Write the full state (``_state.pt`` and ``_memory.pt``, see ``checkpoint.py``) at the current step."""
+        episodes = self.episode_state()
+        obs = None if episodes is None or self.obs is None else torch.from_numpy(np.array(self.obs))
+        state = {
+            **self.state_dict(),
+            "mode": self.mode,
+            "nets": self.agent.algorithm.net_state_dict(),
+            "episodes": episodes,
+            "obs": obs,
+        }
+        write_resume_state(self.spec["meta"]["model_prepath"], state, self.agent.memory.state_dict())
+        self.last_state_time = time.monotonic()
+
+    def restore(self) -> None:
+        """Load the full state written by ``save_resume_state`` (→D10)."""
+        model_prepath = self.spec["meta"]["model_prepath"]
+        state, memory = read_resume_state(model_prepath)
+        path = f"{model_prepath}_state.pt"
+        try:
+            self.agent.algorithm.load_net_state_dict(state["nets"])
+            self.agent.memory.load_state_dict(memory)
+            self.agent.load_state_dict(state["agent"])
+            self.env.load_state_dict(state["env"])
+            self.tracker.load_state_dict(state["tracker"])
+            if self.eval_tracker is not None and state.get("eval_tracker") is not None:
+                self.eval_tracker.load_state_dict(state["eval_tracker"])
+            if state["episodes"] is not None:
+                self.env.load_episode_state(state["episodes"].numpy().tobytes())
+                self.obs = state["obs"].numpy()
+        except (KeyError, RuntimeError, ValueError, SnapshotError) as e:
+            raise CheckpointError(f"{path} does not fit this spec: {type(e).__name__}: {e}") from None
         set_rng_state(state["rng"])
-        if ckpt is None:
-            self.agent.memory.load_state_dict(load_torch_file(f"{prefix}_memory.pt"))
+        self.resumed = True
+        clock = self.env.clock
+        logger.info(
+            f"Session {self.index}: resumed from {path} at frame {clock.frame} (epi {clock.epi}, "
+            f"opt_step {clock.opt_step}, wall_t {int(clock.wall_t)})"
+            + ("" if self.obs is not None else "; the env starts new episodes")
+        )
 
     # lifecycle -----------------------------------------------------------------------------------------------
     def close(self) -> dict[str, Any]:
-        """Final analysis with graphs, latest model and state, close the env. Returns {scalar, local} metrics."""
-        metrics = self.analyze(plot=True)
+        """Final analysis with graphs, latest model and state, close the envs. Returns the {scalar, local}
+        metrics the trial is judged on (the evaluations' with rigorous_eval)."""
+        metrics = self.analyze(self.df_mode, plot=True)
+        if self.eval_env is not None:
+            metrics = self.analyze("eval", plot=True)
         if analysis.log_extra_enabled():
             logger.info(analysis.session_metrics_line(self.index, metrics["scalar"]))
-        self.agent.save(self.spec["meta"]["model_prepath"])
-        self.save_state()
-        self.close_tb()
-        self.env.close()
+        if self.learning:
+            self.agent.save(self.spec["meta"]["model_prepath"])
+            self.save_resume_state()
+        self.close_envs()
         logger.info(f"Session {self.index} done")
         remove_sink(self.log_sink)
         return metrics
 
     def run(self) -> dict[str, Any]:
-        try:
-            self.run_rl()
-        except BaseException:
-            self.close_tb()
-            self.env.close()
-            remove_sink(self.log_sink)
-            raise
-        return self.close()
+        with self.stop_on_signals():
+            try:
+                self.run_rl()
+            except BaseException:
+                self.close_envs()
+                remove_sink(self.log_sink)
+                raise
+            return self.close()
 
-    def close_tb(self) -> None:
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """While the loop runs, SIGINT and SIGTERM only set ``stop_signal``; the loop then saves the state and
+        stops after the current step. Signal handlers belong to the main thread, so a session run in another
+        thread (a search trial's) keeps the process's own handling."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:  # no logging here: the handler may interrupt a log call
+            self.stop_signal = signum
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def close_envs(self) -> None:
+        """Close TensorBoard and the envs."""
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+        self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
+
+
+def state_interval() -> float:
+    """Seconds between two writes of the full state at checkpoints: ``SLM_STATE_INTERVAL``, default 600 (→D10).
+    0 writes it at every checkpoint."""
+    value = os.environ.get("SLM_STATE_INTERVAL")
+    try:
+        return STATE_INTERVAL if value in (None, "") else max(0.0, float(value))
+    except ValueError:
+        raise LabError(f"SLM_STATE_INTERVAL must be a number of seconds, got {value!r}") from None
 
 
 def run_session(
@@ -268,6 +511,24 @@ def _reporting_session(
         messages.put(("error", index, "".join(traceback.format_exception(e))))
         raise
     messages.put(("done", index, metrics))
+
+
+@contextlib.contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """In the main thread, SIGTERM raises ``Interrupted`` (like Ctrl-C raises KeyboardInterrupt), so a trial
+    waiting on its session processes can stop them in order."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum, "the trial was stopped by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _CheckpointMeans:
@@ -340,9 +601,20 @@ class Trial:
         if len(specs) == 1:
             return [Session(specs[0], self.mode).run()]
         workers = max_parallel_sessions(len(specs))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_session, s, self.mode, workers, os.getpid()) for s in specs]
-            return [f.result() for f in futures]  # ordered by session index
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        try:
+            with _terminate_raises():
+                futures = [pool.submit(run_session, s, self.mode, workers, os.getpid()) for s in specs]
+                return [f.result() for f in futures]  # ordered by session index
+        except BaseException:
+            # stopped (Ctrl-C, SIGTERM) or a session failed: the running sessions save their state and stop; the
+            # ones not started yet never start
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                if proc.is_alive():
+                    proc.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def run_reporting_sessions(
         self, specs: list[dict[str, Any]], means: _CheckpointMeans

@@ -35,12 +35,20 @@ class MetricsTracker:
         self.rows: list[dict[str, float]] = []
         self.best_total_reward_ma = -math.inf
 
-    def record(self, env: Any, loss: float, lr: float, extras: dict[str, float]) -> dict[str, float] | None:
-        """Append a row for the env's current clock; returns it, or None when this frame was already recorded."""
+    def record(
+        self,
+        env: Any,
+        loss: float,
+        lr: float,
+        extras: dict[str, float],
+        total_reward: float | None = None,
+    ) -> dict[str, float] | None:
+        """Append a row for the env's current clock; returns it, or None when this frame was already recorded.
+        ``total_reward`` defaults to the env's (an evaluation passes its own score with the training env)."""
         clock = env.clock
         if self.rows and self.rows[-1]["frame"] == clock.frame:
             return None
-        total_reward = float(env.total_reward)
+        total_reward = float(env.total_reward if total_reward is None else total_reward)
         recent = [r["total_reward"] for r in self.rows[-(MA_WINDOW - 1) :]] + [total_reward]
         finite = [x for x in recent if not math.isnan(x)]
         wall_t = int(clock.wall_t)
@@ -59,6 +67,10 @@ class MetricsTracker:
         }
         self.rows.append(row)
         return row
+
+    def has_frame(self, frame: int) -> bool:
+        """Whether the last row is at ``frame``."""
+        return bool(self.rows) and self.rows[-1]["frame"] == frame
 
     def is_best(self, row: dict[str, float]) -> bool:
         """Whether this row's MA is ≥ the best so far (updates the best); NaN is never best."""

@@ -84,8 +84,9 @@ def test_session_state_round_trip(data_dir: Path, monkeypatch: pytest.MonkeyPatc
     session, _ = run_session(spec)
     model_prepath = spec["meta"]["model_prepath"]
     state = torch.load(f"{model_prepath}_state.pt", weights_only=False)
-    fresh = Session(copy.deepcopy(spec), "train")
-    fresh.load_state(model_prepath)
+    resumed = copy.deepcopy(spec)
+    resumed["meta"]["resume"] = True
+    fresh = Session(resumed, "train")  # restores the state written at the end of the run
     algo, fresh_algo = session.agent.algorithm, fresh.agent.algorithm
     for name, net in algo.nets.items():
         for p, q in zip(net.parameters(), fresh_algo.nets[name].parameters(), strict=True):

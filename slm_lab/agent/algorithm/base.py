@@ -1,7 +1,9 @@
 """Algorithm base: owns nets, optimizers and schedulers, and saves/loads them (contract §5.1, §4.6)."""
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -81,6 +83,21 @@ class Algorithm(ABC):
     def train(self) -> float:
         """Train if the memory is ready; return the loss or NaN."""
 
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Inside the block the algorithm acts as in an enjoy/eval run: explore vars at their end values, and the
+        evaluation policy where the algorithm has one (SAC's mean action). Used by rigorous evaluation."""
+        previous = self.eval_mode
+        self.eval_mode = True
+        for scheduler in self.var_schedulers.values():
+            scheduler.set_eval(True)
+        try:
+            yield
+        finally:
+            self.eval_mode = previous
+            for scheduler in self.var_schedulers.values():
+                scheduler.set_eval(previous)
+
     def update(self) -> None:
         """Per-vector-step upkeep after ``train``: step the VarSchedulers to the current frame."""
         frame = self.clock.frame
@@ -134,6 +151,20 @@ class Algorithm(ABC):
             self.lr_schedulers[k].load_state_dict(s)
         for k, s in state["var_schedulers"].items():
             self.var_schedulers[k].load_state_dict(s)
+
+    def net_state_dict(self) -> dict[str, Any]:
+        """Every net's and optimizer's ``state_dict``, for the resume state (the model files hold them too, but are
+        rewritten at every checkpoint, while the resume state is written less often)."""
+        return {
+            "nets": {name: net.state_dict() for name, net in self.nets.items()},
+            "optims": {name: optim.state_dict() for name, optim in self.optims.items()},
+        }
+
+    def load_net_state_dict(self, state: dict[str, Any]) -> None:
+        for name, net in self.nets.items():
+            net.load_state_dict(state["nets"][name])
+        for name, optim in self.optims.items():
+            optim.load_state_dict(state["optims"][name])
 
     def save(self, model_prepath: str, ckpt: str | None = None) -> None:
         """Write ``{model_prepath}[_{ckpt}]_{net}_model.pt`` and ``..._{net}_optim.pt`` atomically."""

@@ -450,8 +450,9 @@ def test_session_state_file_holds_log_alpha_and_restores_it(
     state = torch.load(f"{model_prepath}_state.pt", weights_only=False)
     assert torch.equal(state["agent"]["algorithm"]["log_alpha"], algo.log_alpha.detach())
     assert float(algo.log_alpha.detach()) != 0.0  # α was tuned
-    fresh = Session(copy.deepcopy(spec), "test")
-    fresh.load_state(model_prepath)
+    resumed = copy.deepcopy(spec)
+    resumed["meta"]["resume"] = True
+    fresh = Session(resumed, "test")  # restores the state written at the end of the run
     fresh_algo = fresh.agent.algorithm
     assert torch.equal(fresh_algo.log_alpha, algo.log_alpha)
     assert (
