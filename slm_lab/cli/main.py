@@ -2,13 +2,15 @@
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 __all__ = ["app", "main"]
 
-MODES = ("dev", "train", "search")
+MODES = ("dev", "train", "search", "enjoy", "eval")
+TARGET_MODES = ("train", "search", "enjoy", "eval")  # mode@target; enjoy and eval need one
 app = typer.Typer(
     help="SLM Lab: modular deep reinforcement learning framework in PyTorch.",
     add_completion=False,
@@ -42,8 +44,9 @@ def run(
     mode: Annotated[
         str,
         typer.Argument(
-            help="dev (1 session, checks on), train, search (Ray Tune), or search@latest / search@FOLDER to "
-            "continue an interrupted search"
+            help="dev (1 session, checks on), train, search (Ray Tune); train@latest / train@FOLDER continue "
+            "an interrupted run, search@latest / search@FOLDER an interrupted search; enjoy@SPEC (alias "
+            "eval@SPEC) replays the best session of a trial from its saved {name}_t{t}_spec.json"
         ),
     ] = "dev",
     sets: Annotated[
@@ -114,9 +117,19 @@ def run(
     if stop_ray:
         _stop_ray()
         return
+    if spec_file.startswith(("enjoy@", "eval@")) and not Path(spec_file).exists():
+        mode = spec_file  # `slm-lab run enjoy@SPEC`: the positional spec file and name are ignored anyway
     lab_mode, _, target = mode.partition("@")
-    if lab_mode not in MODES or (target and lab_mode != "search") or (mode.endswith("@") and not target):
-        _fail(f"unknown mode {mode!r}; this version runs: dev, train, search, search@latest, search@FOLDER")
+    if (
+        lab_mode not in MODES
+        or (target and lab_mode not in TARGET_MODES)
+        or (mode.endswith("@") and not target)
+        or (lab_mode in ("enjoy", "eval") and not target)
+    ):
+        _fail(
+            f"unknown mode {mode!r}; valid: dev, train, search, train@latest, train@FOLDER, search@latest, "
+            "search@FOLDER, enjoy@SPEC_FILE, eval@SPEC_FILE"
+        )
     _export_flags(
         LOG_LEVEL=level,
         OPTIMIZE_PERF=optimize_perf,
@@ -127,17 +140,15 @@ def run(
         lab_mode=lab_mode,
     )
 
-    from slm_lab.errors import LabError
+    from slm_lab.errors import Interrupted, LabError
     from slm_lab.lib.logger import setup_logging
 
     setup_logging(level)
     try:
         from slm_lab.spec.loader import get_spec, override_spec, run_name  # light: no torch yet
 
-        if target:  # search@: the spec is the one saved in the search's folder
-            from slm_lab.experiment.run import restore_experiment
-
-            restore_experiment(target, run_name(spec_name, sets), ray_address, keep)
+        if target:  # mode@target: the spec is the one saved in the run's folder
+            _run_target(lab_mode, target, run_name(spec_name, sets), ray_address, keep)
             return
         spec = override_spec(get_spec(spec_file, spec_name, sets or []), lab_mode)
         if lab_mode == "search":
@@ -150,6 +161,28 @@ def run(
             run_trial(spec, spec_file, spec_name, lab_mode)
     except LabError as e:
         _fail(str(e))
+    except Interrupted as e:
+        typer.echo(f"Interrupted: {e}", err=True)
+        raise typer.Exit(128 + e.signum) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def _run_target(lab_mode: str, target: str, name: str, ray_address: str | None, keep: int) -> None:
+    """``train@``, ``search@``, ``enjoy@`` / ``eval@``."""
+    if lab_mode == "search":
+        from slm_lab.experiment.run import restore_experiment
+
+        restore_experiment(target, name, ray_address, keep)
+    elif lab_mode == "train":
+        from slm_lab.experiment.run import resume_trial
+
+        resume_trial(target, name)
+    else:
+        from slm_lab.experiment.run import run_enjoy
+
+        run_enjoy(target, lab_mode)
 
 
 def _stop_ray() -> None:
@@ -206,7 +239,6 @@ def plot(
     ] = False,
 ) -> None:
     """Overlay several runs' MA curves: `slm-lab plot -f RUN1,RUN2 [-t TITLE] [-l L1,L2] [--stats]`."""
-    from pathlib import Path
 
     from slm_lab.errors import LabError
     from slm_lab.lib.logger import setup_logging
@@ -244,8 +276,6 @@ def plot_list(
     ] = None,
 ) -> None:
     """List the local run folders; an x in brackets marks those with trial metrics (usable by `slm-lab plot`)."""
-    from pathlib import Path
-
     from slm_lab.errors import LabError
     from slm_lab.lib.paths import data_dir
 

@@ -36,8 +36,9 @@ def resume_paths(model_prepath: str) -> tuple[Path, Path, Path]:
 
 
 def has_resume_state(model_prepath: str) -> bool:
-    state, pending, _ = resume_paths(model_prepath)
-    return state.exists() or pending.exists()
+    """Whether a session wrote a resume state (a first write stopped before its memory file left none)."""
+    state, pending, memory = resume_paths(model_prepath)
+    return state.exists() or (pending.exists() and memory.exists())
 
 
 def write_resume_state(model_prepath: str, state: dict[str, Any], memory: dict[str, Any]) -> None:

@@ -191,8 +191,8 @@ class Session:
             self.obs = state
             if progress is not None:
                 progress.close()
-        if self.stop_signal is not None:
-            self.interrupt()
+        if self.stop_signal is not None and self.learning:
+            self.interrupt()  # an enjoy/eval run just ends early, with its files written
         self.checkpoint(state, final=True)  # always at the end (D36); a duplicate frame records nothing
 
     def interrupt(self) -> None:
@@ -232,7 +232,8 @@ class Session:
         ``state_interval`` has passed. ``obs`` is the observation the agent acts on next."""
         self.obs = obs
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            self.save_resume_state()
+            if self.learning:
+                self.save_resume_state()
             raise SystemExit(f"session {self.index}: its parent process {self.parent_pid} is gone; stopping")
         frame, num_envs = self.env.clock.frame, self.env.num_envs
         if final or frame % self.log_frequency < num_envs or frame >= self.max_frame:

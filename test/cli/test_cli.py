@@ -167,7 +167,12 @@ def test_dev_mode_runs_one_session_with_training_checks(tmp_path: Path, check_gr
         (["run", str(FIXTURES / "bad_specs.yaml"), "bad_optimizer", "train"], "optim_spec.name"),
         (["run", str(FIXTURES / "bad_specs.yaml"), "bad_env", "train"], "env.name"),
         (["run", str(FIXTURES / "bad_specs.yaml"), "distributed_synced", "train"], "meta.distributed"),
-        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "train@latest"], "unknown mode"),
+        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "fly@latest"], "unknown mode"),
+        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "enjoy"], "unknown mode"),
+        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "train@latest"], f"no run folder {NAME}_<timestamp>"),
+        (["run", str(FIXTURES / f"{NAME}.json"), NAME, "train@nowhere"], "run folder not found: nowhere"),
+        (["run", "enjoy@data/x_t0_spec.json"], "enjoy@data/x_t0_spec.json: spec file not found"),
+        (["run", "x.json", "x", "eval@nope.json"], "eval@nope.json: spec file not found"),
         (
             ["run", str(FIXTURES / f"{NAME}.json"), NAME, "search", "-s", "max_frame=100"],
             "needs a 'search' block",

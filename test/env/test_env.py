@@ -399,3 +399,52 @@ def test_max_t_adds_a_limit_to_unlimited_env():
     truncated = [env.step(np.array([t % 2])).truncated[0] for t in range(4)]
     assert truncated == [False, False, False, True]
     env.close()
+
+
+# episodes in progress: snapshots for exact resume (→D10, B4)
+
+
+@pytest.mark.parametrize(
+    ("name", "num_envs", "extra"),
+    [
+        ("CartPole-v1", 1, {}),
+        ("CartPole-v1", 3, {"vectorization_mode": "async"}),
+        ("Pendulum-v1", 2, {"normalize_obs": True, "normalize_reward": True}),
+        ("HalfCheetah-v5", 1, {}),
+        ("ALE/Pong-v5", 1, {}),
+    ],
+)
+def test_episode_state_continues_the_episodes_exactly(name, num_envs, extra):
+    """A fresh env given the saved state and episodes steps exactly like the original, action-space RNG included:
+    pure-Python physics, an async vector env, normalisers, MuJoCo and ALE."""
+    spec = env_spec(name, num_envs=num_envs, **extra)
+    env = make_env(spec)
+    env.reset(seed=5)
+
+    def actions(n):
+        return [np.stack([env.action_space.sample() for _ in range(num_envs)]) for _ in range(n)]
+
+    for action in actions(25):
+        env.step(action)
+    state, blob = env.state_dict(), env.episode_state()
+    twin = make_env(spec)
+    twin.load_state_dict(state)
+    twin.load_episode_state(blob)
+    assert np.array_equal(env.action_space.sample(), twin.action_space.sample())
+    for action in actions(150):
+        a, b = env.step(action), twin.step(action)
+        for x, y in zip(a, b, strict=True):
+            assert np.array_equal(x, y)
+    assert list(env.returns) == list(twin.returns) and env.clock.frame == twin.clock.frame
+    env.close()
+    twin.close()
+
+
+def test_episode_state_of_an_env_that_cannot_be_captured_names_the_reason():
+    from slm_lab.env.snapshot import SnapshotError
+
+    env = make_env(env_spec("LunarLander-v3", num_envs=2))
+    env.reset(seed=0)
+    with pytest.raises(SnapshotError, match="LunarLander state does not pickle"):
+        env.episode_state()
+    env.close()

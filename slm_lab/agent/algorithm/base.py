@@ -140,10 +140,13 @@ class Algorithm(ABC):
 
     # state ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Non-net state: LR and var schedulers (nets and optimizers have their own files)."""
+        """Non-net state: LR and var schedulers, and the last update's diagnostics (the entropy and grad_norm
+        columns), so that a resumed session logs what an uninterrupted one would."""
         return {
             "lr_schedulers": {k: s.state_dict() for k, s in self.lr_schedulers.items()},
             "var_schedulers": {k: s.state_dict() for k, s in self.var_schedulers.items()},
+            "train_stats": {k: float(v) for k, v in self.train_stats.items()},
+            "grad_norm": None if self.checker is None else self.checker.grad_norm,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -151,6 +154,9 @@ class Algorithm(ABC):
             self.lr_schedulers[k].load_state_dict(s)
         for k, s in state["var_schedulers"].items():
             self.var_schedulers[k].load_state_dict(s)
+        self.train_stats.update(state.get("train_stats") or {})
+        if self.checker is not None and state.get("grad_norm") is not None:
+            self.checker.grad_norm = float(state["grad_norm"])
 
     def net_state_dict(self) -> dict[str, Any]:
         """Every net's and optimizer's ``state_dict``, for the resume state (the model files hold them too, but are
