@@ -24,6 +24,7 @@ from slm_lab.spec.search_space import apply_config, parse_search, probe_configs
 from slm_lab.spec.validation import unknown_keys
 
 __all__ = [
+    "enjoy_session",
     "preflight",
     "preflight_search",
     "restore_experiment",
@@ -183,6 +184,20 @@ def run_enjoy(spec_file: str, mode: str = "enjoy") -> dict[str, Any]:
     """``enjoy@SPEC`` / ``eval@SPEC``: replay the ckpt-best of the trial's best session, with the evaluation
     policy and the saved normaliser statistics frozen, until max_frame or Ctrl-C (→D11). Everything is written
     under ``{predir}/enjoy/``; the run's own files are only read. Returns the session metrics."""
+    with contextlib.suppress(RuntimeError):
+        torch.multiprocessing.set_start_method("spawn")
+    session = enjoy_session(spec_file, mode)
+    meta = session.spec["meta"]
+    logger.info(
+        f"SLM-Lab: {mode} of {session.spec['name']} trial {meta['trial']} session {session.index} (ckpt-best) "
+        f"for {session.max_frame} frames | output: {meta['predir']}"
+    )
+    return session.run()  # Ctrl-C ends the replay early, with its files written
+
+
+def enjoy_session(spec_file: str, mode: str = "enjoy") -> Session:
+    """The Session of an ``enjoy@SPEC`` replay, built under ``{predir}/enjoy/`` with the ckpt-best nets and
+    normaliser statistics (frozen) of the trial's best session loaded."""
     path = Path(spec_file).expanduser()
     if not path.is_file():
         raise LabError(f"{mode}@{spec_file}: spec file not found")
@@ -199,14 +214,14 @@ def run_enjoy(spec_file: str, mode: str = "enjoy") -> dict[str, Any]:
     spec = copy.deepcopy(source)
     spec["meta"].update(max_session=1, session=s, resume=False)
     _rebase(spec, predir / "enjoy", "session")
-    with contextlib.suppress(RuntimeError):
-        torch.multiprocessing.set_start_method("spawn")
     session = Session(spec, mode)
     try:
         session.agent.algorithm.load(model_prepath, "ckpt-best", load_optim=False)
         best_state = load_torch_file(f"{model_prepath}_ckpt-best_state.pt", map_location="cpu")
         try:
-            session.env.load_state_dict({**best_state["env"], "clock": session.env.clock.state_dict()})
+            # only the normaliser statistics: the replay keeps its own clock and returns
+            env_state = {**best_state["env"], "clock": session.env.clock.state_dict(), "returns": []}
+            session.env.load_state_dict(env_state)
             algorithm = session.agent.algorithm
             algorithm.load_state_dict(best_state["agent"]["algorithm"])  # normalisers, log α
             for scheduler in algorithm.var_schedulers.values():
@@ -218,12 +233,9 @@ def run_enjoy(spec_file: str, mode: str = "enjoy") -> dict[str, Any]:
         session.env.freeze_normalizers()
     except BaseException:
         session.close_envs()
+        remove_sink(session.log_sink)
         raise
-    logger.info(
-        f"SLM-Lab: {mode} of {source['name']} trial {meta['trial']} session {s} (ckpt-best) for "
-        f"{spec['env']['max_frame']} frames | output: {predir / 'enjoy'}"
-    )
-    return session.run()  # Ctrl-C ends the replay early, with its files written
+    return session
 
 
 def preflight_search(spec: dict[str, Any], spec_file: str, spec_name: str) -> None:

@@ -90,13 +90,10 @@ def wait_for_rows(predir_root: Path, pattern: str, rows: int, proc: subprocess.P
 @pytest.mark.parametrize(
     ("fixture", "name", "frames", "sessions"),
     [
-        (
-            "ppo_cartpole_tiny",
-            "ppo_cartpole_tiny",
-            4096,
-            2,
-        ),  # vector env, on-policy buffer, 2 session processes
-        ("dqn_cartpole_tiny", "dqn_cartpole_tiny", 3072, 1),  # single env, prioritized replay, in-process
+        # a vector env, an on-policy buffer and 2 session processes
+        ("ppo_cartpole_tiny", "ppo_cartpole_tiny", 3072, 2),
+        # a single env and a prioritized replay, in-process
+        ("dqn_cartpole_tiny", "dqn_cartpole_tiny", 3072, 1),
     ],
 )
 def test_sigkilled_run_resumed_with_train_at_latest_ends_with_the_uninterrupted_csvs(
@@ -312,7 +309,7 @@ def tree_digest(root: Path, skip: str) -> dict[str, bytes]:
 
 def test_enjoy_replays_the_best_session_and_leaves_the_source_untouched(tmp_path: Path) -> None:
     """D11: enjoy@ loads ckpt-best of the session with the highest total_reward_ma, acts with the explore var at its
-    end value, logs every episode, writes only under enjoy/; eval@ is the same."""
+    end value, logs every episode, writes only under enjoy/."""
     spec_file = tiny_spec_file(tmp_path, "dqn_cartpole_tiny", "dqn_cartpole_tiny", max_session=2)
     code, log = finish(cli([str(spec_file), "dqn_cartpole_tiny", "train", "-s", "max_frame=1024"], tmp_path))
     assert code == 0, log[-2000:]
@@ -324,14 +321,42 @@ def test_enjoy_replays_the_best_session_and_leaves_the_source_untouched(tmp_path
     best = int(np.argmax([m["total_reward_ma"] for m in scalars]))
     before = tree_digest(predir, "enjoy")
     trial_spec = predir / "dqn_cartpole_tiny_t0_spec.json"
-    for mode in ("enjoy", "eval"):
-        code, log = finish(cli([f"{mode}@{trial_spec}"], tmp_path))
-        assert code == 0, log[-3000:]
-        assert f"session {best} (ckpt-best)" in log
-        assert "episode 1: return" in log
-        assert "explore_var:0.05" in log  # epsilon at its end value from the first frame
+    code, log = finish(cli([f"enjoy@{trial_spec}"], tmp_path))  # eval@: the next test
+    assert code == 0, log[-3000:]
+    assert f"session {best} (ckpt-best)" in log
+    assert "episode 1: return" in log
+    assert "explore_var:0.05" in log  # epsilon at its end value from the first frame
     assert tree_digest(predir, "enjoy") == before  # the run's own files: unchanged, byte for byte
     enjoyed = predir / "enjoy"
     df = pd.read_csv(enjoyed / f"info/dqn_cartpole_tiny_t0_s{best}_session_df_eval.csv")
     assert df["frame"].iloc[-1] == 1024 and (df["opt_step"] == 0).all()  # no learning
     assert not list(enjoyed.glob("model/*"))
+
+
+def test_enjoy_session_uses_the_ckpt_best_normaliser_statistics_frozen(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D34: the replay normalises with the statistics saved with ckpt-best, never updates them, and starts its own
+    clock and returns."""
+    from slm_lab.experiment.run import enjoy_session
+    from slm_lab.spec.loader import save_spec
+
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = session_spec(str(FIXTURES / "ppo_cartpole_tiny.json"), "ppo_cartpole_tiny", 1024, sets=True)
+    spec["env"]["normalize_obs"] = True
+    trial_spec = copy.deepcopy(spec)
+    trial_spec["meta"]["session"] = -1
+    spec_path = save_spec(trial_spec, "trial")
+    Session(copy.deepcopy(spec), "train").run()
+    best = torch.load(f"{spec['meta']['model_prepath']}_ckpt-best_state.pt", weights_only=False)
+    session = enjoy_session(spec_path, "eval")
+    try:
+        norm = session.env._obs_norm
+        assert norm.frozen and norm.rms.mean.tolist() == best["env"]["obs_norm"]["mean"]
+        assert session.env.clock.frame == 0 and not session.env.returns
+        assert session.spec["meta"]["predir"] == str(Path(spec["meta"]["predir"]) / "enjoy")
+        net = session.agent.algorithm.net
+        saved = torch.load(f"{spec['meta']['model_prepath']}_ckpt-best_net_model.pt", weights_only=True)
+        assert all(torch.equal(v, net.state_dict()[k]) for k, v in saved.items())
+    finally:
+        session.close_envs()
