@@ -200,12 +200,12 @@ class Session:
         signum = self.stop_signal
         name = signal.Signals(signum).name if signum is not None else "signal"
         self.save_resume_state()
-        frame = self.env.clock.frame
-        raise Interrupted(
-            signum or signal.SIGTERM,
-            f"session {self.index} stopped by {name} at frame {frame}; its state is saved in "
-            f"{self.spec['meta']['model_prepath']}_state.pt",
+        message = (
+            f"session {self.index} stopped by {name} at frame {self.env.clock.frame}; its state is saved in "
+            f"{self.spec['meta']['model_prepath']}_state.pt"
         )
+        logger.warning(message[0].upper() + message[1:])
+        raise Interrupted(signum or signal.SIGTERM, message)
 
     def make_progress(self) -> Progress | None:
         """Session 0 reports its progress: a live line on a terminal, plain log lines otherwise (B6)."""

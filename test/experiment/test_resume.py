@@ -121,8 +121,11 @@ def test_sigkilled_run_resumed_with_train_at_latest_ends_with_the_uninterrupted_
     assert_same_csvs(session_csvs(only_run_dir(whole)), session_csvs(predir))
 
 
-def test_sigterm_saves_the_state_and_exits_then_resume_finishes(tmp_path: Path) -> None:
-    spec_file = tiny_spec_file(tmp_path, "ppo_cartpole_tiny", "ppo_cartpole_tiny", max_session=1)
+@pytest.mark.parametrize("sessions", [1, 2])
+def test_sigterm_saves_the_state_and_exits_then_resume_finishes(tmp_path: Path, sessions: int) -> None:
+    """SIGTERM to the run (its only process, or the parent of its session processes): the sessions save their
+    state and stop, the run exits with 143 and names the train@ command; train@FOLDER then finishes the run."""
+    spec_file = tiny_spec_file(tmp_path, "ppo_cartpole_tiny", "ppo_cartpole_tiny", max_session=sessions)
     args = [str(spec_file), "ppo_cartpole_tiny", "train", "-s", "max_frame=8192"]
     # with the default 10-minute interval, only the signal writes a state during this short run
     proc = cli(args, tmp_path, env={"SLM_STATE_INTERVAL": "600"})
