@@ -55,19 +55,20 @@ def read_resume_state(model_prepath: str) -> tuple[dict[str, Any], dict[str, Any
     """(state, memory state) of a session, completing or discarding an interrupted write first. Raises
     ``CheckpointError`` naming the file when one is missing, unreadable or from another checkpoint."""
     state_path, pending, memory_path = resume_paths(model_prepath)
-    memory = load_torch_file(memory_path)
+    # on the CPU: a state saved on a GPU machine resumes on one without (load_state_dict moves it to the device)
+    memory = load_torch_file(memory_path, map_location="cpu")
     if not isinstance(memory, dict) or "token" not in memory:
         raise CheckpointError(f"{memory_path} is not a lab memory checkpoint")
     if pending.exists():
         try:
-            candidate = load_torch_file(pending)
+            candidate = load_torch_file(pending, map_location="cpu")
         except CheckpointError:
             candidate = None  # never happens with atomic writes; a damaged pending file was never committed
         if isinstance(candidate, dict) and candidate.get("token") == memory["token"]:
             os.replace(pending, state_path)  # the write stopped after the memory: roll forward
         else:
             pending.unlink()  # the write stopped before the memory: the old pair stands
-    state = load_torch_file(state_path)
+    state = load_torch_file(state_path, map_location="cpu")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise CheckpointError(
             f"{state_path} is not a resume state of this version (version {state.get('version')!r}, "
