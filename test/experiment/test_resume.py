@@ -278,12 +278,17 @@ def test_resume_files_survive_a_kill_at_any_point_of_a_write(tmp_path: Path) -> 
         read_resume_state(prepath)
 
 
-def test_missing_or_corrupt_checkpoint_fails_naming_the_file(tmp_path: Path) -> None:
+def test_missing_or_corrupt_checkpoint_fails_naming_the_file(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """CLI: train@ of a run whose memory file is missing, and enjoy@ of one whose ckpt-best model is corrupt, exit
     with one line naming the file."""
+    from slm_lab.experiment.run import run_trial
+
+    monkeypatch.setenv("PY_ENV", "test")
     spec_file = tiny_spec_file(tmp_path, "ppo_cartpole_tiny", "ppo_cartpole_tiny", max_session=1)
-    code, log = finish(cli([str(spec_file), "ppo_cartpole_tiny", "train", "-s", "max_frame=600"], tmp_path))
-    assert code == 0, log[-2000:]
+    spec = override_spec(get_spec(str(spec_file), "ppo_cartpole_tiny", ["max_frame=600"]), "train")
+    run_trial(spec, str(spec_file), "ppo_cartpole_tiny", "train")  # in-process: the same files as the CLI
     predir = only_run_dir(tmp_path)
     memory = predir / "model/ppo_cartpole_tiny_t0_s0_memory.pt"
     model = predir / "model/ppo_cartpole_tiny_t0_s0_ckpt-best_net_model.pt"
