@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import queue
@@ -10,7 +11,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
@@ -495,19 +495,26 @@ def run_session(
     return Session(spec, mode, concurrent_sessions, parent_pid=parent_pid).run()
 
 
-def _reporting_session(
-    spec: dict[str, Any], mode: str, concurrent_sessions: int, parent_pid: int, messages: Any
+def _session_process(
+    spec: dict[str, Any], mode: str, concurrent_sessions: int, parent_pid: int, messages: Any, report: bool
 ) -> None:
-    """Entry point of a spawned session process whose checkpoints are reported to its trial through ``messages``:
-    ``("ckpt", s, frame, ma, metrics)`` per checkpoint, then ``("done", s, metrics)`` or ``("error", s, text)``."""
+    """Entry point of a spawned session process; it talks to its trial through ``messages``: with ``report``,
+    ``("ckpt", s, frame, ma, metrics)`` per checkpoint; then ``("done", s, metrics)``, ``("interrupted", s,
+    signum, text)`` or ``("error", s, text)``."""
     setup_logging()
     index = spec["meta"]["session"]
 
-    def report(frame: int, ma: float, metrics: dict[str, Any] | None) -> None:
+    def reporter(frame: int, ma: float, metrics: dict[str, Any] | None) -> None:
         messages.put(("ckpt", index, frame, ma, metrics))
 
     try:
-        metrics = Session(spec, mode, concurrent_sessions, reporter=report, parent_pid=parent_pid).run()
+        session = Session(
+            spec, mode, concurrent_sessions, reporter=reporter if report else None, parent_pid=parent_pid
+        )
+        metrics = session.run()
+    except Interrupted as e:
+        messages.put(("interrupted", index, e.signum, str(e)))
+        return
     except BaseException as e:
         messages.put(("error", index, "".join(traceback.format_exception(e))))
         raise
@@ -590,74 +597,62 @@ class Trial:
 
     def run_sessions(self) -> list[dict[str, Any]]:
         specs = self.session_specs()
-        if self.reporter is not None:
-            means = _CheckpointMeans(len(specs), self.reporter)
-            if len(specs) > 1:
-                return self.run_reporting_sessions(specs, means)
-
-            def report(frame: int, ma: float, metrics: dict[str, Any] | None) -> None:
-                means.add(0, frame, ma, metrics)
-
+        means = None if self.reporter is None else _CheckpointMeans(len(specs), self.reporter)
+        if len(specs) == 1:  # in-process
+            report = None if means is None else functools.partial(means.add, 0)
             return [Session(specs[0], self.mode, reporter=report).run()]
-        if len(specs) == 1:
-            return [Session(specs[0], self.mode).run()]
-        workers = max_parallel_sessions(len(specs))
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-        try:
-            with _terminate_raises():
-                futures = [pool.submit(run_session, s, self.mode, workers, os.getpid()) for s in specs]
-                return [f.result() for f in futures]  # ordered by session index
-        except BaseException:
-            # stopped (Ctrl-C, SIGTERM) or a session failed: the running sessions save their state and stop; the
-            # ones not started yet never start
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                if proc.is_alive():
-                    proc.terminate()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        # with a reporter (a search trial under a scheduler) every session runs at once, for the means (B2)
+        limit = len(specs) if means is not None else max_parallel_sessions(len(specs))
+        return self.run_session_processes(specs, limit, means)
 
-    def run_reporting_sessions(
-        self, specs: list[dict[str, Any]], means: _CheckpointMeans
+    def run_session_processes(
+        self, specs: list[dict[str, Any]], limit: int, means: _CheckpointMeans | None
     ) -> list[dict[str, Any]]:
-        """Every session in its own spawned process at once, their checkpoints reported as means as they arrive."""
+        """Each session in its own spawned process, at most ``limit`` at a time; checkpoints go to ``means`` as
+        they arrive. When the trial stops (Ctrl-C, SIGTERM, a failed or interrupted session) the running
+        sessions get SIGTERM, save their state and stop, and the ones not started yet never start."""
         ctx = get_context("spawn")
         messages = ctx.Queue()
         n = len(specs)
-        # not daemonic: a session may start processes of its own (an async vector env); an orphaned session stops
-        # itself at its next checkpoint instead (parent_pid)
-        procs = [
-            ctx.Process(target=_reporting_session, args=(s, self.mode, n, os.getpid(), messages))
-            for s in specs
-        ]
+        procs: dict[int, Any] = {}
         results: dict[int, dict[str, Any]] = {}
         try:
-            for proc in procs:
-                proc.start()
-            while len(results) < n:
-                try:
-                    message = messages.get(timeout=1.0)
-                except queue.Empty:
-                    dead = [
-                        i for i, p in enumerate(procs) if i not in results and p.exitcode not in (None, 0)
-                    ]
-                    if dead:
-                        raise RuntimeError(
-                            f"session {dead[0]} exited with code {procs[dead[0]].exitcode}"
-                        ) from None
-                    continue
-                kind, index, *rest = message
-                if kind == "ckpt":
-                    means.add(index, *rest)
-                elif kind == "done":
-                    results[index] = rest[0]
-                else:
-                    raise RuntimeError(f"session {index} failed:\n{rest[0]}")
+            with _terminate_raises():
+                while len(results) < n:
+                    while len(procs) < n and len(procs) - len(results) < limit:
+                        i = len(procs)
+                        # not daemonic: a session may start processes of its own (an async vector env); an
+                        # orphaned session saves its state and stops at its next checkpoint instead (parent_pid)
+                        procs[i] = ctx.Process(
+                            target=_session_process,
+                            args=(specs[i], self.mode, limit, os.getpid(), messages, means is not None),
+                        )
+                        procs[i].start()
+                    try:
+                        message = messages.get(timeout=1.0)
+                    except queue.Empty:
+                        dead = [
+                            i for i, p in procs.items() if i not in results and p.exitcode not in (None, 0)
+                        ]
+                        if dead:
+                            raise RuntimeError(
+                                f"session {dead[0]} exited with code {procs[dead[0]].exitcode}"
+                            ) from None
+                        continue
+                    kind, index, *rest = message
+                    if kind == "ckpt" and means is not None:
+                        means.add(index, *rest)
+                    elif kind == "done":
+                        results[index] = rest[0]
+                    elif kind == "interrupted":
+                        raise Interrupted(rest[0], rest[1])
+                    else:
+                        raise RuntimeError(f"session {index} failed:\n{rest[0]}")
         finally:
-            for proc in procs:
+            for proc in procs.values():
                 if proc.is_alive():
                     proc.terminate()
-            for proc in procs:
+            for proc in procs.values():
                 proc.join()
         return [results[i] for i in range(n)]
 

@@ -121,28 +121,32 @@ def test_sigkilled_run_resumed_with_train_at_latest_ends_with_the_uninterrupted_
     assert_same_csvs(session_csvs(only_run_dir(whole)), session_csvs(predir))
 
 
-@pytest.mark.parametrize("sessions", [1, 2])
+@pytest.mark.parametrize("sessions", [1, 3])
 def test_sigterm_saves_the_state_and_exits_then_resume_finishes(tmp_path: Path, sessions: int) -> None:
-    """SIGTERM to the run (its only process, or the parent of its session processes): the sessions save their
-    state and stop, the run exits with 143 and names the train@ command; train@FOLDER then finishes the run."""
+    """SIGTERM to the run (its only process, or the parent of its session processes): the running sessions save
+    their state and stop, a queued one (3 sessions, 2 at a time) never starts, the run exits with 143 and names the
+    train@ command; train@FOLDER then finishes the run."""
     spec_file = tiny_spec_file(tmp_path, "ppo_cartpole_tiny", "ppo_cartpole_tiny", max_session=sessions)
     args = [str(spec_file), "ppo_cartpole_tiny", "train", "-s", "max_frame=8192"]
     # with the default 10-minute interval, only the signal writes a state during this short run
-    proc = cli(args, tmp_path, env={"SLM_STATE_INTERVAL": "600"})
+    proc = cli(args, tmp_path, env={"SLM_STATE_INTERVAL": "600", "SLM_MAX_PARALLEL": "2"})
     wait_for_rows(tmp_path, "ppo_cartpole_tiny_t0_s0_session_df_train.csv", 3, proc, timeout=240)
     proc.send_signal(signal.SIGTERM)
     code, log = finish(proc)
     assert code == 128 + signal.SIGTERM, log[-3000:]
     assert "Traceback" not in log and "stopped by SIGTERM" in log and "train@" in log
     predir = only_run_dir(tmp_path)
+    if sessions == 3:
+        assert not list(predir.glob("log/*_s2.log"))  # queued when the run stopped: never started
     state, memory = read_resume_state(f"{predir}/model/ppo_cartpole_tiny_t0_s0")
     frame = state["env"]["clock"]["frame"]
     assert 0 < frame < 8192 and state["episodes"] is not None and "head" in memory
     code, log = finish(cli([str(spec_file), "ppo_cartpole_tiny", f"train@{predir}"], tmp_path))
     assert code == 0, log[-3000:]
     assert f"at frame {frame}" in log
-    df = pd.read_csv(predir / "info/ppo_cartpole_tiny_t0_s0_session_df_train.csv")
-    assert df["frame"].iloc[-1] == 8192 and df["frame"].is_monotonic_increasing
+    for s in range(sessions):
+        df = pd.read_csv(predir / f"info/ppo_cartpole_tiny_t0_s{s}_session_df_train.csv")
+        assert df["frame"].iloc[-1] == 8192 and df["frame"].is_monotonic_increasing
 
 
 # ---------------------------------------------------------------------------------------------------------------
