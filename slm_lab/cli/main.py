@@ -117,8 +117,9 @@ def run(
     if stop_ray:
         _stop_ray()
         return
-    if spec_file.startswith(("enjoy@", "eval@")) and not Path(spec_file).exists():
-        mode = spec_file  # `slm-lab run enjoy@SPEC`: the positional spec file and name are ignored anyway
+    if spec_file.startswith(("enjoy@", "eval@", "train@")) and not Path(spec_file).exists():
+        # `slm-lab run enjoy@SPEC` / `train@FOLDER`: the spec comes from the run's folder, not from a spec file
+        mode = spec_file
     lab_mode, _, target = mode.partition("@")
     if (
         lab_mode not in MODES

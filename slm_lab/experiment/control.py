@@ -458,7 +458,10 @@ class Session:
             return
 
         def handler(signum: int, frame: Any) -> None:  # no logging here: the handler may interrupt a log call
-            self.stop_signal = signum
+            if (
+                self.stop_signal is None
+            ):  # the first one names the stop (a trial forwards SIGTERM after Ctrl-C)
+                self.stop_signal = signum
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

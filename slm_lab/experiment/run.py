@@ -78,7 +78,7 @@ def _run_trial(spec: dict[str, Any], mode: str) -> dict[str, Any]:
     except (Interrupted, KeyboardInterrupt):
         logger.warning(
             f"Interrupted. The state is saved at the last step; continue with: "
-            f"slm-lab run {spec['name']} train@{meta['predir']}"
+            f"slm-lab run train@{meta['predir']}"
         )
         raise
     logger.info(f"Output: {meta['predir']}")

@@ -141,7 +141,8 @@ def test_sigterm_saves_the_state_and_exits_then_resume_finishes(tmp_path: Path, 
     state, memory = read_resume_state(f"{predir}/model/ppo_cartpole_tiny_t0_s0")
     frame = state["env"]["clock"]["frame"]
     assert 0 < frame < 8192 and state["episodes"] is not None and "head" in memory
-    code, log = finish(cli([str(spec_file), "ppo_cartpole_tiny", f"train@{predir}"], tmp_path))
+    assert f"continue with: slm-lab run train@{predir}" in log
+    code, log = finish(cli([f"train@{predir}"], tmp_path))  # the command the log gave
     assert code == 0, log[-3000:]
     assert f"at frame {frame}" in log
     for s in range(sessions):
