@@ -226,6 +226,7 @@ def enjoy_session(spec_file: str, mode: str = "enjoy") -> Session:
             algorithm.load_state_dict(best_state["agent"]["algorithm"])  # normalisers, log α
             for scheduler in algorithm.var_schedulers.values():
                 scheduler.set_eval(True)  # explore vars at their end values, whatever the saved ones
+            algorithm.train_stats.pop("entropy", None)  # a training diagnostic; the replay does not train
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(
                 f"{model_prepath}_ckpt-best_state.pt does not fit this spec: {type(e).__name__}: {e}"
