@@ -19,10 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from slm_lab.errors import CheckpointError
-from slm_lab.lib.io_util import atomic_write, load_torch_file
+from slm_lab.lib.io_util import load_torch_file, save_torch_file
 
 __all__ = ["STATE_VERSION", "has_resume_state", "read_resume_state", "resume_paths", "write_resume_state"]
 
@@ -46,8 +44,9 @@ def write_resume_state(model_prepath: str, state: dict[str, Any], memory: dict[s
     state_path, pending, memory_path = resume_paths(model_prepath)
     token = uuid.uuid4().hex
     state = {**state, "version": STATE_VERSION, "token": token}
-    atomic_write(pending, lambda f: _save(state, f), binary=True)
-    atomic_write(memory_path, lambda f: _save({"token": token, "memory": memory}, f), binary=True)
+    # durable: each file is on disk before the rename that commits it
+    save_torch_file(pending, state, durable=True)
+    save_torch_file(memory_path, {"token": token, "memory": memory}, durable=True)
     os.replace(pending, state_path)
 
 
@@ -79,9 +78,3 @@ def read_resume_state(model_prepath: str) -> tuple[dict[str, Any], dict[str, Any
     if state["token"] != memory["token"]:
         raise CheckpointError(f"{state_path} and {memory_path} are from different checkpoints")
     return state, memory["memory"]
-
-
-def _save(obj: Any, f: Any) -> None:
-    torch.save(obj, f)
-    f.flush()
-    os.fsync(f.fileno())  # on disk before the rename that commits it

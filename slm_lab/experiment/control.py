@@ -28,7 +28,7 @@ from slm_lab.experiment.checkpoint import has_resume_state, read_resume_state, w
 from slm_lab.experiment.metrics import MetricsTracker
 from slm_lab.experiment.progress import Progress
 from slm_lab.experiment.tensorboard_log import TensorBoardLog
-from slm_lab.lib.io_util import atomic_write
+from slm_lab.lib.io_util import save_torch_file
 from slm_lab.lib.logger import add_file_sink, remove_sink, setup_logging
 from slm_lab.lib.paths import prepath
 from slm_lab.lib.perf import setup_perf
@@ -42,7 +42,6 @@ __all__ = [
     "Trial",
     "TrialReporter",
     "max_parallel_sessions",
-    "run_session",
 ]
 
 # (frame, total_reward_ma, session metrics {scalar, local} or None), called by a session at each checkpoint
@@ -119,14 +118,14 @@ class Session:
         self.tracker = MetricsTracker()
         self.agent: Agent = build_agent(spec, self.env, mode, self.device)
         self.max_frame = int(spec["env"]["max_frame"])
-        self.log_frequency = int(meta.get("log_frequency") or 10000)
+        self.log_frequency = self.env.log_frequency
         self.learning = self.agent.learning
         # enjoy/eval runs act with the evaluation policy and write their rows as the eval dataframe
         self.df_mode = "train" if self.learning else "eval"
         # rigorous evaluation (→D12): a separate env normalised with the training statistics, frozen
         self.eval_env: LabEnv | None = None
         self.eval_tracker: MetricsTracker | None = None
-        self.eval_frequency = int(meta.get("eval_frequency") or 10000)
+        self.eval_frequency = self.env.eval_frequency
         if meta.get("rigorous_eval") and self.learning:
             self.eval_env = make_env(spec)
             self.eval_env.freeze_normalizers(source=self.env)
@@ -251,15 +250,10 @@ class Session:
         row = self.tracker.record(self.env, self.agent.loss, algorithm.lr, algorithm.df_extras())
         if row is None:
             return
-        meta = self.spec["meta"]
-        header = (
-            f"Trial {meta['trial']} session {self.index} {self.spec['name']}_t{meta['trial']}_s{self.index} "
-            f"[{self.mode if not self.learning else 'train'}]"
-        )
-        logger.info(analysis.format_checkpoint_block(header, row))
+        logger.info(self.checkpoint_block("train" if self.learning else self.mode, row))
         if self.tb is not None:
             self.tb.write_checkpoint(row, int(self.env.clock.frame))
-        model_prepath = meta["model_prepath"]
+        model_prepath = self.spec["meta"]["model_prepath"]
         if self.learning:
             self.agent.save(model_prepath)
             if self.eval_env is None and self.tracker.is_best(row):
@@ -269,6 +263,12 @@ class Session:
             metrics = self.analyze(self.df_mode, self.plot_due())
         if self.reporter is not None:
             self.reporter(int(self.env.clock.frame), float(row["total_reward_ma"]), metrics)
+
+    def checkpoint_block(self, label: str, row: dict[str, float]) -> str:
+        """The logged block of a checkpoint row, headed by the session and ``[label]``."""
+        t, s = self.spec["meta"]["trial"], self.index
+        header = f"Trial {t} session {s} {self.spec['name']}_t{t}_s{s} [{label}]"
+        return analysis.format_checkpoint_block(header, row)
 
     def eval_checkpoint(self) -> None:
         """Rigorous evaluation (→D12): the eval row's score is the mean return of the episodes finished in this
@@ -284,9 +284,7 @@ class Session:
         )
         if row is None:
             return
-        meta = self.spec["meta"]
-        header = f"Trial {meta['trial']} session {self.index} {self.spec['name']}_t{meta['trial']}_s{self.index} [eval]"
-        logger.info(analysis.format_checkpoint_block(header, row))
+        logger.info(self.checkpoint_block("eval", row))
         if self.eval_tracker.is_best(row):
             self.save_best()
         if len(self.eval_tracker.rows) > 2:
@@ -360,9 +358,7 @@ class Session:
 
     def save_best_state(self) -> None:
         """Write ``{model_prepath}_ckpt-best_state.pt`` (atomically), the state that goes with ckpt-best."""
-        state = self.state_dict()
-        path = f"{self.spec['meta']['model_prepath']}_ckpt-best_state.pt"
-        atomic_write(path, lambda f: torch.save(state, f), binary=True)
+        save_torch_file(f"{self.spec['meta']['model_prepath']}_ckpt-best_state.pt", self.state_dict())
 
     def episode_state(self) -> torch.Tensor | None:
         """The env's episodes in progress as a byte tensor; None (with a warning, once) when the env cannot
@@ -453,22 +449,14 @@ class Session:
         """While the loop runs, SIGINT and SIGTERM only set ``stop_signal``; the loop then saves the state and
         stops after the current step. Signal handlers belong to the main thread, so a session run in another
         thread (a search trial's) keeps the process's own handling."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
 
         def handler(signum: int, frame: Any) -> None:  # no logging here: the handler may interrupt a log call
-            if (
-                self.stop_signal is None
-            ):  # the first one names the stop (a trial forwards SIGTERM after Ctrl-C)
+            # the first signal names the stop (a trial forwards SIGTERM after a Ctrl-C)
+            if self.stop_signal is None:
                 self.stop_signal = signum
 
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with _signal_handler(handler, signal.SIGINT, signal.SIGTERM):
             yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
 
     def close_envs(self) -> None:
         """Close TensorBoard and the envs."""
@@ -488,14 +476,6 @@ def state_interval() -> float:
         return STATE_INTERVAL if value in (None, "") else max(0.0, float(value))
     except ValueError:
         raise LabError(f"SLM_STATE_INTERVAL must be a number of seconds, got {value!r}") from None
-
-
-def run_session(
-    spec: dict[str, Any], mode: str, concurrent_sessions: int = 1, parent_pid: int | None = None
-) -> dict[str, Any]:
-    """Entry point of a spawned session process: rebuild logging from the environment, run, return metrics."""
-    setup_logging()
-    return Session(spec, mode, concurrent_sessions, parent_pid=parent_pid).run()
 
 
 def _session_process(
@@ -525,21 +505,24 @@ def _session_process(
 
 
 @contextlib.contextmanager
-def _terminate_raises() -> Iterator[None]:
-    """In the main thread, SIGTERM raises ``Interrupted`` (like Ctrl-C raises KeyboardInterrupt), so a trial
-    waiting on its session processes can stop them in order."""
+def _signal_handler(handler: Callable[[int, Any], None], *signals: signal.Signals) -> Iterator[None]:
+    """``handler`` for ``signals`` inside the block, the previous handlers after it. Only the main thread may set
+    handlers, so in any other thread (a search trial's) the process keeps its own handling."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signum, "the trial was stopped by SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    """A trial waiting on its session processes: SIGTERM raises ``Interrupted`` (as Ctrl-C raises
+    KeyboardInterrupt), so that it stops them in order."""
+    raise Interrupted(signum, "the trial was stopped by SIGTERM")
 
 
 class _CheckpointMeans:
@@ -620,7 +603,7 @@ class Trial:
         procs: dict[int, Any] = {}
         results: dict[int, dict[str, Any]] = {}
         try:
-            with _terminate_raises():
+            with _signal_handler(_raise_interrupted, signal.SIGTERM):
                 while len(results) < n:
                     while len(procs) < n and len(procs) - len(results) < limit:
                         i = len(procs)

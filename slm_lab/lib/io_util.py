@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "load_torch_file", "read_json", "to_jsonable", "write_json"]
+__all__ = ["atomic_write", "load_torch_file", "read_json", "save_torch_file", "to_jsonable", "write_json"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -57,6 +57,20 @@ def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
 def read_json(path: str | Path) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def save_torch_file(path: str | Path, obj: Any, durable: bool = False) -> None:
+    """``torch.save`` through ``atomic_write``. ``durable`` also syncs the file to disk before the rename, for
+    files whose write order matters after a crash (the resume pair)."""
+    import torch
+
+    def write(f: IO[Any]) -> None:
+        torch.save(obj, f)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write, binary=True)
 
 
 def load_torch_file(path: str | Path, map_location: Any = None) -> Any:

@@ -9,7 +9,8 @@ __all__ = ["setup_perf"]
 
 def setup_perf(device: torch.device, concurrent_sessions: int = 1) -> dict[str, object]:
     """CPU: torch threads = the cores this session may use (cpu_count / concurrent sessions, at most 32), with the
-    BLAS thread variables to match; inside a search trial the cores are the trial's share, ``SLM_CPUS``. GPU: TF32 on compute capability ≥ 8 and cudnn.benchmark. Returns what was set.
+    BLAS thread variables to match; inside a search trial the cores are the trial's share, ``SLM_CPUS``. GPU: TF32
+    on compute capability ≥ 8 and cudnn.benchmark. Returns what was set.
 
     Dividing the cores between concurrent sessions avoids oversubscription: with 4 sessions on 2 cores the reference
     runs 4×2 threads on 2 cores.

@@ -12,7 +12,7 @@ from torch import nn
 
 from slm_lab.agent.memory.base import Memory
 from slm_lab.agent.net.base import OptimPair, TrainingChecker, train_step
-from slm_lab.lib.io_util import atomic_write, load_torch_file
+from slm_lab.lib.io_util import load_torch_file, save_torch_file
 from slm_lab.lib.schedule import VarScheduler
 from slm_lab.registry import Registry
 
@@ -176,21 +176,14 @@ class Algorithm(ABC):
         """Write ``{model_prepath}[_{ckpt}]_{net}_model.pt`` and ``..._{net}_optim.pt`` atomically."""
         prefix = f"{model_prepath}_{ckpt}" if ckpt else model_prepath
         for name, net in self.nets.items():
-            _save_torch(f"{prefix}_{name}_model.pt", net.state_dict())
+            save_torch_file(f"{prefix}_{name}_model.pt", net.state_dict())
             if name in self.optims:
-                _save_torch(f"{prefix}_{name}_optim.pt", self.optims[name].state_dict())
+                save_torch_file(f"{prefix}_{name}_optim.pt", self.optims[name].state_dict())
 
     def load(self, model_prepath: str, ckpt: str | None = None, load_optim: bool = True) -> None:
         prefix = f"{model_prepath}_{ckpt}" if ckpt else model_prepath
         for name, net in self.nets.items():
-            net.load_state_dict(_load_torch(f"{prefix}_{name}_model.pt", self.device))
+            net.load_state_dict(load_torch_file(f"{prefix}_{name}_model.pt", map_location=self.device))
             if load_optim and name in self.optims:
-                self.optims[name].load_state_dict(_load_torch(f"{prefix}_{name}_optim.pt", self.device))
-
-
-def _save_torch(path: str, obj: Any) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f), binary=True)
-
-
-def _load_torch(path: str, device: torch.device) -> Any:
-    return load_torch_file(path, map_location=device)
+                optim_state = load_torch_file(f"{prefix}_{name}_optim.pt", map_location=self.device)
+                self.optims[name].load_state_dict(optim_state)
