@@ -118,6 +118,11 @@ class AlgorithmSpec(SpecModel):
     training_frequency: int | None = None
 
 
+# how the policy gradient's weights (returns for Reinforce, advantages otherwise) are scaled before the loss:
+# standardize per batch (PPO: per minibatch), divide by the EMA percentile range, or leave them as they are
+AdvantageNormalization = Literal["standardize", "percentile", "none"]
+
+
 class ReinforceSpec(AlgorithmSpec):
     """REINFORCE: Monte-Carlo policy gradient with an optional entropy bonus."""
 
@@ -131,6 +136,7 @@ class ReinforceSpec(AlgorithmSpec):
     center_return: bool = False
     entropy_coef_spec: VarSchedulerSpec | None = None
     policy_loss_coef: float = 1.0
+    normalize_advantages: AdvantageNormalization = "standardize"
 
 
 class ActorCriticBaseSpec(AlgorithmSpec):
@@ -145,6 +151,7 @@ class ActorCriticBaseSpec(AlgorithmSpec):
     policy_loss_coef: float = 1.0
     val_loss_coef: float = 1.0
     normalize_v_targets: bool = False
+    normalize_advantages: AdvantageNormalization = "standardize"
 
 
 class ActorCriticSpec(ActorCriticBaseSpec):
@@ -180,7 +187,6 @@ class PPOSpec(ActorCriticBaseSpec):
     training_epoch: int
     clip_vloss: bool = False
     symlog: bool = False
-    normalize_advantages: Literal["standardize", "percentile"] = "standardize"
 
 
 class SARSASpec(AlgorithmSpec):

@@ -94,6 +94,7 @@ class ActorCritic(PolicyGradient):
             advs, v_targets = self.calc_advs_v_targets(batch, v.detach().view(T, N), v_next)
             if self.return_normalizer is not None:
                 self.return_normalizer.update(v_targets)
+            self.update_adv_normalizer(advs)
         logp, entropy = self.log_prob_entropy(pdparam, batch.actions.flatten(0, 1))
         loss = self.policy_loss(logp, advs.flatten(), entropy) + self.value_loss(v, v_targets.flatten())
         self.step(loss, self.pairs)
@@ -107,14 +108,7 @@ class ActorCritic(PolicyGradient):
         return self.val_loss_coef * self.loss_fn(v, v_targets)
 
     def normalizers(self) -> dict[str, ReturnNormalizer | PercentileNormalizer]:
-        return {"return_normalizer": self.return_normalizer} if self.return_normalizer is not None else {}
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["normalizers"] = {k: n.state_dict() for k, n in self.normalizers().items()}
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        for k, n in self.normalizers().items():
-            n.load_state_dict(state["normalizers"][k])
+        found = super().normalizers()
+        if self.return_normalizer is not None:
+            found["return_normalizer"] = self.return_normalizer
+        return found

@@ -17,7 +17,7 @@ from slm_lab.agent.algorithm.policy import ACTION_POLICIES
 from slm_lab.agent.net import NETS, OptimPair
 from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, init_output_layer, net_in_dim
 from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
-from slm_lab.lib.math_util import standardize
+from slm_lab.lib.math_util import PercentileNormalizer, standardize
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
 from slm_lab.spec.schema import ALGORITHM_SPECS, route_net_spec
 
@@ -66,6 +66,9 @@ class PolicyGradient(Algorithm):
             self.cfg.action_policy or "default", "agent.algorithm.action_policy"
         )
         self.continuous = self.action_type in ("continuous", "multi_continuous")
+        self.adv_normalizer = (
+            PercentileNormalizer() if self.cfg.normalize_advantages == "percentile" else None
+        )
         self._clip: dict[str, float | None] = {}
         self._init_var_schedulers()
         self._init_nets(spec["agent"]["net"])
@@ -174,16 +177,48 @@ class PolicyGradient(Algorithm):
             actions = ((actions + 1.0) / 2.0).clamp(_BETA_EPS, 1.0 - _BETA_EPS)
         return log_prob_sum(pd, actions), entropy_sum(pd)
 
+    def update_adv_normalizer(self, weights: torch.Tensor) -> None:
+        """Fold a batch's policy-gradient weights into the percentile EMAs (``normalize_advantages: percentile``);
+        once per batch, before its losses."""
+        if self.adv_normalizer is not None:
+            self.adv_normalizer.update(weights)
+
+    def normalize_advantages(self, weights: torch.Tensor) -> torch.Tensor:
+        """The policy-gradient weights as ``normalize_advantages`` says: ``standardize`` (per batch, or per
+        minibatch in PPO), ``percentile`` (divided by the EMA range of the 5th to 95th percentile, at least 1) or
+        ``none``."""
+        mode = self.cfg.normalize_advantages
+        if mode == "standardize":
+            return standardize(weights)
+        if mode == "percentile":
+            assert self.adv_normalizer is not None
+            return self.adv_normalizer.normalize(weights)
+        return weights
+
     def policy_loss(self, logp: torch.Tensor, weights: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
-        """The policy-gradient loss −c_pg·mean(log π·standardize(weights)) − β·mean(H), with weights the returns
-        (Reinforce) or advantages (ActorCritic); β from ``entropy_coef_spec`` (0 without it). Records the mean
-        entropy."""
+        """The policy-gradient loss −c_pg·mean(log π·normalize(weights)) − β·mean(H), with weights the returns
+        (Reinforce) or advantages (ActorCritic), normalised by ``normalize_advantages``; β from
+        ``entropy_coef_spec`` (0 without it). Records the mean entropy."""
         mean_entropy = entropy.mean()
         self.train_stats["entropy"] = float(mean_entropy.detach())
-        loss = -float(self.cfg.policy_loss_coef) * (logp * standardize(weights)).mean()
+        loss = -float(self.cfg.policy_loss_coef) * (logp * self.normalize_advantages(weights)).mean()
         if "entropy_coef" in self.var_schedulers:
             loss = loss - self.var_schedulers["entropy_coef"].val * mean_entropy
         return loss
+
+    def normalizers(self) -> dict[str, Any]:
+        """The running normalisers whose statistics are part of the resume state, by name."""
+        return {"adv_normalizer": self.adv_normalizer} if self.adv_normalizer is not None else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["normalizers"] = {k: n.state_dict() for k, n in self.normalizers().items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for k, n in self.normalizers().items():
+            n.load_state_dict(state["normalizers"][k])
 
     @torch.no_grad()
     def act(self, state: np.ndarray) -> np.ndarray:

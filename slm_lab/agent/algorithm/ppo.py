@@ -8,7 +8,7 @@ import torch
 from slm_lab.agent.algorithm.actor_critic import ActorCritic
 from slm_lab.agent.algorithm.base import ALGORITHMS
 from slm_lab.agent.memory.base import OnPolicyBatch
-from slm_lab.lib.math_util import PercentileNormalizer, ReturnNormalizer, calc_gaes, standardize, symlog
+from slm_lab.lib.math_util import calc_gaes, symlog
 
 __all__ = ["PPO"]
 
@@ -43,7 +43,6 @@ class PPO(ActorCritic):
         self.clip_vloss = bool(cfg.clip_vloss)
         self.use_symlog = bool(cfg.symlog)
         self.var_schedulers["clip_eps"] = self._var_scheduler(cfg.clip_eps_spec)
-        self.adv_normalizer = PercentileNormalizer() if cfg.normalize_advantages == "percentile" else None
 
     @staticmethod
     def training_frequency(algorithm_spec: dict[str, Any]) -> int:
@@ -76,8 +75,7 @@ class PPO(ActorCritic):
             )
             if self.return_normalizer is not None:
                 self.return_normalizer.update(v_targets)
-            if self.adv_normalizer is not None:
-                self.adv_normalizer.update(advs)
+            self.update_adv_normalizer(advs)
         batch_size = T * N
         minibatch_size = min(self.minibatch_size, batch_size)
         losses, entropies = [], []
@@ -109,7 +107,7 @@ class PPO(ActorCritic):
         )
         pdparam, v = self.calc_pdparam_v(states)
         logp, entropy = self.log_prob_entropy(pdparam, actions)
-        advs = self.adv_normalizer.normalize(advs) if self.adv_normalizer is not None else standardize(advs)
+        advs = self.normalize_advantages(advs)
         ratio = torch.exp(torch.clamp(logp - old_logp, -20.0, 20.0))
         surr1 = ratio * advs
         surr2 = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advs
@@ -138,9 +136,3 @@ class PPO(ActorCritic):
                 * torch.max((v - v_targets) ** 2, (v_clipped - v_targets) ** 2).mean()
             )
         return self.val_loss_coef * self.loss_fn(v, v_targets)
-
-    def normalizers(self) -> dict[str, ReturnNormalizer | PercentileNormalizer]:
-        found = super().normalizers()
-        if self.adv_normalizer is not None:
-            found["adv_normalizer"] = self.adv_normalizer
-        return found

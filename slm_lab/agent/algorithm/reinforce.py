@@ -17,7 +17,8 @@ class Reinforce(PolicyGradient):
     Each update, on the episodes (``OnPolicyReplay``) or rollout (``OnPolicyBatchReplay``) in memory:
     1. Monte-Carlo returns G_t = r_t + γ(1 − d_t)·G_{t+1}, cut at every episode end and not bootstrapped (no critic);
        optionally mean-centred (``center_return``);
-    2. L = −c_pg·mean(log π(a|s)·standardize(G)) − β·mean(H[π(·|s)]), β from ``entropy_coef_spec`` (0 without it);
+    2. L = −c_pg·mean(log π(a|s)·normalize(G)) − β·mean(H[π(·|s)]), β from ``entropy_coef_spec`` (0 without it),
+       with G standardized per batch unless ``normalize_advantages`` says otherwise;
     3. one gradient step.
 
     Spec example::
@@ -37,6 +38,7 @@ class Reinforce(PolicyGradient):
         returns = calc_returns(batch.rewards, batch.terminateds, batch.truncateds, self.gamma).flatten()
         if self.cfg.center_return:
             returns = returns - returns.mean()
+        self.update_adv_normalizer(returns)
         pdparam, _ = self.calc_pdparam_v(self.to_tensor(batch.states.flatten(0, 1)), need_v=False)
         logp, entropy = self.log_prob_entropy(pdparam, batch.actions.flatten(0, 1))
         loss = self.policy_loss(logp, returns, entropy)

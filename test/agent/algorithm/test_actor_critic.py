@@ -33,12 +33,44 @@ def rollout(env, agent, vector_steps: int) -> None:
 
 def test_reinforce_has_only_a_policy_net_and_trains_per_episode() -> None:
     spec = get_spec("slm_lab/spec/benchmark/reinforce/reinforce_cartpole.json", "reinforce_cartpole")
+    spec["agent"]["memory"] = {"name": "OnPolicyReplay"}
+    spec["agent"]["algorithm"]["training_frequency"] = 1  # one complete episode per update
     env, agent = build(spec)
     assert set(agent.algorithm.nets) == {"net"} and agent.algorithm.critic_net is None
     assert agent.algorithm.net(torch.zeros(1, 4)).shape == (1, 2)
     rollout(env, agent, 200)  # 4 copies, episodes of ~20 steps: one update per completed episode
     assert env.clock.opt_step >= env.clock.epi - 4 > 0
     assert np.isfinite(agent.loss) and "entropy_coef" in agent.algorithm.df_extras()
+    env.close()
+
+
+@pytest.mark.parametrize("mode", ["standardize", "percentile", "none"])
+def test_normalize_advantages_scales_the_policy_gradient_weights(mode: str) -> None:
+    """The policy loss weights log π by the advantages standardized, divided by the EMA percentile range (at least
+    1), or as they are; A2C's update folds each batch into the percentile EMAs and the resume state keeps them."""
+    spec = get_spec(A2C_FILE, "a2c_gae_cartpole")
+    spec["agent"]["algorithm"].update(normalize_advantages=mode, entropy_coef_spec=None)
+    env, agent = build(spec)
+    algo = agent.algorithm
+    logp = torch.tensor([-0.5, -1.0, -2.0, -0.1])
+    advs = torch.tensor([300.0, -100.0, 1000.0, 50.0])
+    algo.update_adv_normalizer(advs)
+    q5, q95 = torch.quantile(advs, torch.tensor([0.05, 0.95])).tolist()
+    weights = {
+        "standardize": (advs - advs.mean()) / (advs.std() + 1e-8),
+        "percentile": advs / max(1.0, 0.01 * (q95 - q5)),
+        "none": advs,
+    }[mode]
+    loss = algo.policy_loss(logp, advs, torch.zeros(4))
+    assert float(loss) == pytest.approx(float(-(logp * weights).mean()), rel=1e-6)
+    if mode == "percentile":
+        assert 0.01 * (q95 - q5) > 1.0  # the range, not the floor of 1, set the scale
+        before = algo.adv_normalizer.state_dict()
+        rollout(env, agent, 32)  # one A2C update
+        assert env.clock.opt_step == 2 and algo.adv_normalizer.state_dict() != before
+        assert algo.state_dict()["normalizers"]["adv_normalizer"] == algo.adv_normalizer.state_dict()
+    else:
+        assert algo.adv_normalizer is None and not algo.normalizers()
     env.close()
 
 
