@@ -110,3 +110,22 @@ def test_collect_leaves_out_models_and_machine_paths(tmp_path: Path) -> None:
     assert (got / "info" / "x_t0_s0_session_df_train.csv").read_text() == "frame\n1\n"
     with pytest.raises(tool.BenchmarkError, match="exists already"):
         tool.collect([run], out)
+
+
+def test_collect_keeps_a_search_as_its_spec_experiment_df_and_graphs(tmp_path: Path) -> None:
+    run = tmp_path / "data" / "s_search_2026_01_01_000000"
+    (run / "info").mkdir(parents=True)
+    (run / "model").mkdir()
+    for name in ("s_search_experiment_df.csv", "s_search_multi_trial_graph_mean_returns_ma_vs_frames.png"):
+        (run / name).write_text("x")
+    (run / "s_search_spec.json").write_text(json.dumps({"meta": {"predir": str(run)}}))
+    (run / "s_search_t0_spec.json").write_text("{}")
+    data, searches = tmp_path / "cells", tmp_path / "searches"
+    tool.collect([run], data, searches)
+    got = searches / run.name
+    assert sorted(p.name for p in got.iterdir()) == [
+        "s_search_experiment_df.csv", "s_search_multi_trial_graph_mean_returns_ma_vs_frames.png",
+        "s_search_spec.json",
+    ]  # fmt: skip
+    assert json.loads((got / "s_search_spec.json").read_text())["meta"]["predir"] == f"data/{run.name}"
+    assert not data.exists()
