@@ -19,7 +19,7 @@ from slm_lab.lib import paths
 from slm_lab.lib.io_util import load_torch_file, read_json
 from slm_lab.lib.logger import add_file_sink, remove_sink
 from slm_lab.lib.paths import resolve_predir
-from slm_lab.spec.loader import complete_spec, save_spec, tick
+from slm_lab.spec.loader import claim_predir, complete_spec, save_spec, tick
 from slm_lab.spec.search_space import apply_config, parse_search, probe_configs
 from slm_lab.spec.validation import unknown_keys
 
@@ -57,6 +57,7 @@ def run_trial(spec: dict[str, Any], spec_file: str, spec_name: str, mode: str) -
     with contextlib.suppress(RuntimeError):  # already set
         torch.multiprocessing.set_start_method("spawn")
     preflight(spec, mode)
+    claim_predir(spec)
     tick(spec, "trial")
     save_spec(spec, "experiment")
     meta = spec["meta"]

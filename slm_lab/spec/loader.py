@@ -29,6 +29,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +38,7 @@ import yaml
 from loguru import logger
 
 from slm_lab import ROOT_DIR, SPEC_DIR
-from slm_lab.errors import SpecError
+from slm_lab.errors import LabError, SpecError
 from slm_lab.lib import io_util, paths
 from slm_lab.spec.schema import ALGORITHM_SPECS, AlgorithmSpec
 from slm_lab.spec.validation import (
@@ -52,9 +53,12 @@ from slm_lab.spec.validation import (
 __all__ = [
     "DEFAULT_SPEC_FILE",
     "DEFAULT_SPEC_NAME",
+    "MAX_NAME_LENGTH",
     "MODES",
     "UNITS",
     "SpecModels",
+    "check_name",
+    "claim_predir",
     "complete_spec",
     "env_short_name",
     "get_spec",
@@ -81,8 +85,58 @@ _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _PREPATH_KEYS = ("prepath", "info_prepath", "graph_prepath", "log_prepath", "model_prepath")
 
 
+# Bounds on reading a spec file. Real specs are a few kilobytes with a handful of YAML aliases at most, so these only
+# ever stop a hostile or broken file, and stop it before it grows in memory.
+MAX_SPEC_FILE_BYTES = 4 * 2**20
+MAX_YAML_ALIASES = 1_000
+MAX_SPEC_VALUES = 200_000  # mappings, lists and scalars in the file once its aliases are expanded
+# A spec name names the run's folder and files: a file-name stem, kept short enough that every file name under the
+# folder ({name}_t{t}_s{s}_session_metrics_scalar_train.json, ...) stays under the usual 255-byte limit.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME_LENGTH = 128
+
+
+class _TooLarge(Exception):
+    """A spec file over one of the reading bounds; the loader turns it into a SpecError naming the file."""
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int | None = None) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
 class _SpecYamlLoader(yaml.SafeLoader):
-    """Safe YAML loader that also reads dot-less scientific numbers (``3e-4``, ``1e7``) as floats (D38)."""
+    """Safe YAML loader that also reads dot-less scientific numbers (``3e-4``, ``1e7``) as floats (D38), refuses a
+    key given twice in one mapping, and stops at ``MAX_YAML_ALIASES`` aliases or a merge (``<<``) that expands past
+    ``MAX_SPEC_VALUES`` entries."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _TooLarge(f"more than {MAX_YAML_ALIASES} YAML aliases")
+        return super().compose_node(parent, index)
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with << may be overridden, as YAML allows
+            if key_node.value in seen:
+                raise _DuplicateKey(key_node.value, key_node.start_mark.line + 1)
+            seen.add(key_node.value)
+        return node
+
+    def flatten_mapping(self, node: Any) -> None:
+        super().flatten_mapping(node)
+        if len(node.value) > MAX_SPEC_VALUES:
+            raise _TooLarge(f"a YAML merge (<<) expanding to more than {MAX_SPEC_VALUES:,} entries")
 
 
 _SpecYamlLoader.add_implicit_resolver(
@@ -149,28 +203,65 @@ def env_short_name(env_id: str) -> str:
     return env_id.rsplit("/", 1)[-1].split("-", 1)[0].lower()
 
 
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that refuses a key given twice (``json`` would keep the last one silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _parse(text: str, path: Path, spec_file: str, substituted: bool) -> Any:
     hint = " (after -s substitution)" if substituted else ""
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(
-                f"{spec_file}: invalid JSON{hint} at line {exc.lineno} column {exc.colno}: {exc.msg}"
-            ) from None
+    is_json = path.suffix.lower() == ".json"
     try:
+        if is_json:
+            return json.loads(text, object_pairs_hook=_json_object)
         return yaml.load(text, Loader=_SpecYamlLoader)  # a SafeLoader subclass
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"{spec_file}: invalid JSON{hint} at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{spec_file}: invalid YAML{hint}: {exc}") from None
+    except _DuplicateKey as exc:
+        where = f" (line {exc.line})" if exc.line else ""
+        raise SpecError(f"{spec_file}: key {exc.key!r} is given twice in one mapping{where}") from None
+    except _TooLarge as exc:
+        raise SpecError(f"{spec_file}: refused, {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{spec_file}: refused, nested too deeply") from None
 
 
-def _unshare(node: Any) -> Any:
-    """A fresh tree of dicts and lists, so YAML aliases never make two spec keys share one object."""
+def _unshare(node: Any, budget: list[int] | None = None) -> Any:
+    """A fresh tree of dicts and lists, so YAML aliases never make two spec keys share one object. Counts what it
+    builds and stops past ``MAX_SPEC_VALUES``, so a file whose aliases expand exponentially fails fast."""
+    budget = budget if budget is not None else [MAX_SPEC_VALUES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge(f"more than {MAX_SPEC_VALUES:,} values once its YAML aliases are expanded")
     if isinstance(node, dict):
-        return {k: _unshare(v) for k, v in node.items()}
+        return {k: _unshare(v, budget) for k, v in node.items()}
     if isinstance(node, list):
-        return [_unshare(v) for v in node]
+        return [_unshare(v, budget) for v in node]
     return node
+
+
+def _read_text(path: Path, spec_file: str) -> str:
+    """The file's text, read with a size bound; unreadable, oversized or non-UTF-8 files are one-line errors."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"{spec_file}: cannot read the spec file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SPEC_FILE_BYTES:
+        raise SpecError(f"{spec_file}: refused, a spec file holds at most {MAX_SPEC_FILE_BYTES:,} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{spec_file}: not UTF-8 text (invalid byte at offset {exc.start})") from None
 
 
 def load_spec_file(spec_file: str | Path, sets: list[str] | None = None) -> dict[str, Any]:
@@ -178,11 +269,16 @@ def load_spec_file(spec_file: str | Path, sets: list[str] | None = None) -> dict
     path = resolve_spec_path(spec_file)
     if path.suffix.lower() not in (".json", ".yaml", ".yml"):
         raise SpecError(f"{spec_file}: a spec file must end in .json, .yaml or .yml")
-    text = substitute_vars(path.read_text(), sets)
+    text = substitute_vars(_read_text(path, str(spec_file)), sets)
     data = _parse(text, path, str(spec_file), bool(sets))
     if not isinstance(data, dict):
         raise SpecError(f"{spec_file}: expected a mapping of spec names to specs, got {type(data).__name__}")
-    return _unshare(data)
+    try:
+        return _unshare(data)
+    except _TooLarge as exc:
+        raise SpecError(f"{spec_file}: refused, {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{spec_file}: refused, nested too deeply") from None
 
 
 def _placeholders(node: Any, path: str) -> list[tuple[str, str]]:
@@ -269,12 +365,26 @@ def run_name(spec_name: str, sets: list[str] | None = None) -> str:
     return f"{spec_name}_{env_short_name(env_ids[-1])}" if env_ids else spec_name
 
 
+def check_name(name: str, what: str = "spec name") -> str:
+    """``name`` if it is a safe file-name stem (letters, digits, ``_``, ``.``, ``-``, starting with a letter or
+    digit, at most ``MAX_NAME_LENGTH`` characters), else a SpecError. The run's folder and files are named after it,
+    so nothing else could stay inside the data dir (``../x``, ``/abs``, ``a/b``) or keep log lines whole."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise SpecError(f"{what} {name[:40]!r}...: {len(name)} characters; at most {MAX_NAME_LENGTH}")
+    if not NAME_PATTERN.fullmatch(name):
+        raise SpecError(
+            f"{what} {name!r}: not a safe file name; use letters, digits, '_', '.' and '-', starting with a letter"
+            " or digit"
+        )
+    return name
+
+
 def get_spec(
     spec_file: str | None = None, spec_name: str | None = None, sets: list[str] | None = None
 ) -> dict:
     """Load, complete and validate one spec (§2.1). ``sets`` are ``KEY=VALUE`` items for ``${KEY}``."""
     spec_file = str(spec_file or DEFAULT_SPEC_FILE)
-    spec_name = spec_name or DEFAULT_SPEC_NAME
+    spec_name = check_name(spec_name or DEFAULT_SPEC_NAME)
     specs = load_spec_file(spec_file, sets)
     if spec_name not in specs:
         names = [str(k) for k in specs if not str(k).startswith("_")]
@@ -286,7 +396,7 @@ def get_spec(
     if leftover:
         lines = [f"{path}: unresolved ${{{var}}}; pass -s {var}=VALUE" for path, var in leftover]
         raise SpecError(f"invalid spec ({spec_file} {spec_name}):\n  " + "\n  ".join(lines))
-    spec["name"] = run_name(spec_name, sets)
+    spec["name"] = check_name(run_name(spec_name, sets), "run name (spec name and -s env)")
     _add_runtime_meta(spec)
     return complete_spec(spec, spec_file)
 
@@ -366,6 +476,7 @@ def tick(spec: dict[str, Any], unit: Unit) -> dict[str, Any]:
     if unit == "experiment" and not meta.get("resume"):
         meta["experiment_ts"] = _timestamp()
         meta["predir"] = paths.predir(spec["name"], meta["experiment_ts"])
+        claim_predir(spec)
     elif not meta.get("predir"):
         meta["experiment_ts"] = meta.get("experiment_ts") or _timestamp()
         meta["predir"] = paths.predir(spec["name"], meta["experiment_ts"])
@@ -374,6 +485,30 @@ def tick(spec: dict[str, Any], unit: Unit) -> dict[str, Any]:
         meta[f"{sub}_prepath"] = paths.prepath(spec, unit, sub)
         Path(meta["predir"], sub).mkdir(parents=True, exist_ok=True)
     return spec
+
+
+def claim_predir(spec: dict[str, Any], attempts: int = 120) -> str:
+    """Create the run's folder ``meta.predir``, which no other run may have: if a run of the same name started in
+    the same second already holds it, wait for the next second and take its timestamp. Returns the folder; an
+    unusable data dir is a one-line LabError."""
+    meta = spec["meta"]
+    for _ in range(attempts):
+        predir = Path(meta["predir"])
+        try:
+            predir.parent.mkdir(parents=True, exist_ok=True)
+            predir.mkdir()
+            return str(predir)
+        except FileExistsError:
+            if not predir.is_dir():
+                raise LabError(f"cannot create the run folder {predir}: a file is in the way") from None
+            time.sleep(1.0 - datetime.now().microsecond / 1e6 + 0.01)
+            meta["experiment_ts"] = _timestamp()
+            meta["predir"] = paths.predir(spec["name"], meta["experiment_ts"])
+        except OSError as exc:
+            raise LabError(
+                f"cannot create the run folder {predir} (data dir {paths.data_dir()}): {exc.strerror or exc}"
+            ) from None
+    raise LabError(f"no free run folder for {spec['name']} after {attempts} attempts")
 
 
 def save_spec(spec: dict[str, Any], unit: Literal["experiment", "trial"] = "trial") -> str:
