@@ -1,6 +1,7 @@
 """Resolving ``env.name`` to a gymnasium ``EnvSpec``: registered ids, ``ALE/`` ids and custom entry points.
 
-A custom env is named by its entry point, ``package.module:Class``. Sessions run in spawned processes, which do not
+A custom env is named by its entry point, ``package.module:Class``, where ``Class`` is a ``gymnasium.Env`` subclass
+(a factory function is refused: nothing a spec names is called before it is known to be an env). Sessions run in spawned processes, which do not
 inherit anything registered in the parent, so the entry point is resolved by importing the module inside each
 process (``make_env`` calls ``find_gym_spec``), never by registering it once in the parent. The module must be
 importable there: installed, or on ``PYTHONPATH``.
@@ -42,10 +43,11 @@ def entry_point_error(name: str) -> str | None:
         if name in gym.envs.registry:  # gymnasium's "module:EnvId" form: the import registered the id
             return None
         return f"env.name {name!r}: module {module_name!r} has no attribute {attr!r} (nor registers that id)"
-    if inspect.isclass(target) and not issubclass(target, gym.Env):
-        return f"env.name {name!r}: {attr!r} is a class but not a gymnasium.Env subclass"
-    if not callable(target):
-        return f"env.name {name!r}: {attr!r} is not a class or callable that builds an env"
+    if not (inspect.isclass(target) and issubclass(target, gym.Env)):
+        # only a class is accepted, never a function: nothing named in a spec is called before it is known to be
+        # an env (``os:system`` with a ``command`` key would otherwise run the command)
+        kind = "a class but not" if inspect.isclass(target) else f"a {type(target).__name__}, not"
+        return f"env.name {name!r}: {attr!r} is {kind} a gymnasium.Env subclass"
     return None
 
 

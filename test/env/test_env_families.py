@@ -193,7 +193,8 @@ def test_custom_env_by_entry_point(fixtures_on_path):
 def test_bad_entry_points_give_clear_errors(fixtures_on_path):
     assert "cannot import module 'no_such_module_xyz'" in _check_env_id("no_such_module_xyz:Env")
     assert "has no attribute 'Nope'" in _check_env_id("custom_env:Nope")
-    assert "is not a class or callable" in _check_env_id("custom_env:np")
+    assert "is a module, not a gymnasium.Env subclass" in _check_env_id("custom_env:np")
+    assert "is a builtin_function_or_method, not a gymnasium.Env" in _check_env_id("os:system")
     assert "not a gymnasium.Env subclass" in _check_env_id("custom_env:Path")
     assert _check_env_id("custom_env:Corridor") is None
     with pytest.raises(SpecError, match=r"env\.name 'custom_env:Nope'"):
