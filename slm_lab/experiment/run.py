@@ -19,6 +19,7 @@ from slm_lab.lib import paths
 from slm_lab.lib.io_util import load_torch_file, read_json
 from slm_lab.lib.logger import add_file_sink, remove_sink
 from slm_lab.lib.paths import resolve_predir
+from slm_lab.spec.bounds import check_env_copies, check_memory_and_nets
 from slm_lab.spec.loader import claim_predir, complete_spec, save_spec, tick
 from slm_lab.spec.search_space import apply_config, parse_search, probe_configs
 from slm_lab.spec.validation import unknown_keys
@@ -38,14 +39,18 @@ __all__ = [
 def preflight(spec: dict[str, Any], mode: str) -> None:
     """Build the env and the agent once on CPU, so that errors only a build can find (an action_pdtype the env's
     action space does not allow, an unknown optimizer, loss or activation, bad env kwargs) are reported before
-    anything is written under data/. Also refuses spec features this version does not run."""
+    anything is written under data/; env copies, memories and nets that cannot fit in memory are refused before
+    they are allocated. Also refuses spec features this version does not run."""
     meta = spec["meta"]
     if meta.get("distributed"):
         raise SpecError(
             f"meta.distributed: {meta['distributed']!r} is not supported in this version; use false"
         )
+    check_env_copies(spec["env"])
     env = make_env(spec)
     try:
+        space = env.observation_space
+        check_memory_and_nets(spec, space.shape or (), getattr(space.dtype, "itemsize", 8) or 8)
         build_agent(spec, env, mode, torch.device("cpu"))
     finally:
         env.close()

@@ -14,9 +14,17 @@ Unknown keys are ignored by the models (``extra="ignore"``); the loader warns ab
 which are keyword arguments for gymnasium or torch.
 """
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AGENT_KEYS",
@@ -60,6 +68,31 @@ __all__ = [
     "unrouted_key",
 ]
 
+
+def _not_a_bool(value: Any) -> Any:
+    # pydantic would read true as 1: a boolean is not a number here
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+# The value types of spec keys, with their valid ranges. Every number and boolean key uses one of these: a boolean
+# given for a number (or a number or string for a boolean) is an error, and so are NaN and infinities.
+Int = Annotated[int, BeforeValidator(_not_a_bool)]
+Count = Annotated[Int, Field(ge=1)]  # how many: envs, sessions, epochs, layer widths, batch sizes
+Frequency = Annotated[Int, Field(ge=1)]  # every how many frames, steps or episodes
+NonNegInt = Annotated[Int, Field(ge=0)]  # frame and step offsets, indices
+Number = Annotated[float, BeforeValidator(_not_a_bool)]
+NonNegNumber = Annotated[Number, Field(ge=0.0)]
+PosNumber = Annotated[Number, Field(gt=0.0)]
+Fraction = Annotated[
+    Number, Field(ge=0.0, le=1.0)
+]  # discount factors, λ, exponents and coefficients in [0, 1]
+# meta.random_seed: sessions add 100000·trial + 1000·session, and numpy and gymnasium take seeds below 2**32
+Seed = Annotated[Int, Field(ge=0, le=2**31 - 1)]
+Flag = StrictBool
+
+
 TOP_LEVEL_KEYS = ("agent", "env", "meta", "search", "name")
 AGENT_KEYS = ("name", "algorithm", "memory", "net", "critic_net")
 ROUTING_EXEMPT_KEYS = ("actor_init_std", "critic_init_std")
@@ -68,13 +101,13 @@ ROUTING_EXEMPT_KEYS = ("actor_init_std", "critic_init_std")
 class SpecModel(BaseModel):
     """Base of every spec model: unknown keys are dropped here (the loader warns about them)."""
 
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+    model_config = ConfigDict(extra="ignore", protected_namespaces=(), allow_inf_nan=False)
 
 
 class ComponentSpec(SpecModel):
     """A ``{name, **kwargs}`` spec for a torch class: the extra keys are its keyword arguments."""
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), allow_inf_nan=False)
 
     name: str
 
@@ -88,10 +121,10 @@ class VarSchedulerSpec(SpecModel):
     """A variable schedule over env frames (§6.4). An absent ``end_val`` means ``start_val`` (D2)."""
 
     name: Literal["no_decay", "linear_decay", "rate_decay", "periodic_decay"]
-    start_val: float
-    end_val: float | None = None
-    start_step: int = 0
-    end_step: int = 0
+    start_val: Number
+    end_val: Number | None = None
+    start_step: NonNegInt = 0
+    end_step: NonNegInt = 0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -114,8 +147,8 @@ class AlgorithmSpec(SpecModel):
     action_pdtype: str | None = "default"
     action_policy: Literal["default", "random", "epsilon_greedy", "boltzmann"] = "default"
     explore_var_spec: VarSchedulerSpec | None = None
-    gamma: float
-    training_frequency: int | None = None
+    gamma: Fraction
+    training_frequency: Frequency | None = None
 
 
 # how the policy gradient's weights (returns for Reinforce, advantages otherwise) are scaled before the loss:
@@ -132,10 +165,10 @@ class ReinforceSpec(AlgorithmSpec):
         "OnPolicyCrossEntropy",
     )
 
-    training_frequency: int
-    center_return: bool = False
+    training_frequency: Frequency
+    center_return: Flag = False
     entropy_coef_spec: VarSchedulerSpec | None = None
-    policy_loss_coef: float = 1.0
+    policy_loss_coef: Number = 1.0
     normalize_advantages: AdvantageNormalization = "standardize"
 
 
@@ -145,12 +178,12 @@ class ActorCriticBaseSpec(AlgorithmSpec):
     ROUTES_NET_KEYS: ClassVar[bool] = True
     REQUIRED_NET_KEYS: ClassVar[tuple[str, ...]] = ("shared", "use_same_optim")
 
-    lam: float | None = None
-    num_step_returns: int | None = None
+    lam: Fraction | None = None
+    num_step_returns: Count | None = None
     entropy_coef_spec: VarSchedulerSpec | None = None  # None -> coefficient 0 (D8)
-    policy_loss_coef: float = 1.0
-    val_loss_coef: float = 1.0
-    normalize_v_targets: bool = False
+    policy_loss_coef: Number = 1.0
+    val_loss_coef: NonNegNumber = 1.0
+    normalize_v_targets: Flag = False
     normalize_advantages: AdvantageNormalization = "standardize"
 
 
@@ -163,8 +196,8 @@ class ActorCriticSpec(ActorCriticBaseSpec):
         "OnPolicyCrossEntropy",
     )
 
-    lam: float | None
-    training_frequency: int | None = None
+    lam: Fraction | None
+    training_frequency: Frequency | None = None
 
     @model_validator(mode="after")
     def _check_returns(self) -> "ActorCriticSpec":
@@ -180,13 +213,13 @@ class PPOSpec(ActorCriticBaseSpec):
 
     MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("OnPolicyBatchReplay",)
 
-    lam: float
+    lam: Fraction
     clip_eps_spec: VarSchedulerSpec
-    time_horizon: int
-    minibatch_size: int = 4
-    training_epoch: int
-    clip_vloss: bool = False
-    symlog: bool = False
+    time_horizon: Count
+    minibatch_size: Count = 4
+    training_epoch: Count
+    clip_vloss: Flag = False
+    symlog: Flag = False
 
 
 class SARSASpec(AlgorithmSpec):
@@ -194,7 +227,7 @@ class SARSASpec(AlgorithmSpec):
 
     MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("OnPolicyBatchReplay",)
 
-    training_frequency: int
+    training_frequency: Frequency
 
 
 class VanillaDQNSpec(AlgorithmSpec):
@@ -203,10 +236,10 @@ class VanillaDQNSpec(AlgorithmSpec):
     MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("Replay", "PrioritizedReplay")
     FORBIDDEN_NET_KEYS: ClassVar[tuple[str, ...]] = ("update_type", "update_frequency", "polyak_coef")
 
-    training_frequency: int
-    training_start_step: int | None = None  # None -> memory.batch_size
-    training_iter: int = 1
-    training_batch_iter: int
+    training_frequency: Frequency
+    training_start_step: NonNegInt | None = None  # None -> memory.batch_size
+    training_iter: Count = 1
+    training_batch_iter: Count
 
 
 class DQNSpec(VanillaDQNSpec):
@@ -218,11 +251,11 @@ class DQNSpec(VanillaDQNSpec):
 class _SelfImitationKeys(SpecModel):
     """Keys of the self-imitation part shared by SIL and PPOSIL."""
 
-    sil_policy_loss_coef: float
-    sil_val_loss_coef: float
-    training_iter: int = 1
-    training_batch_iter: int
-    training_start_step: int | None = None  # None -> memory.batch_size (D20)
+    sil_policy_loss_coef: Number
+    sil_val_loss_coef: NonNegNumber
+    training_iter: Count = 1
+    training_batch_iter: Count
+    training_start_step: NonNegInt | None = None  # None -> memory.batch_size (D20)
 
 
 class SILSpec(ActorCriticSpec, _SelfImitationKeys):
@@ -237,9 +270,9 @@ class EntropyAnnealSpec(SpecModel):
     """Discrete SAC/CrossQ target entropy H̄ = ratio·log|A|, the ratio moving linearly from ``start_ratio`` to
     ``end_ratio`` (default: ``start_ratio``, constant) over ``frames`` env frames."""
 
-    start_ratio: float = 0.6
-    end_ratio: float | None = None
-    frames: int = Field(default=0, ge=0)
+    start_ratio: NonNegNumber = 0.6
+    end_ratio: NonNegNumber | None = None
+    frames: NonNegInt = 0
 
 
 class SoftActorCriticSpec(AlgorithmSpec):
@@ -247,21 +280,21 @@ class SoftActorCriticSpec(AlgorithmSpec):
 
     MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("Replay", "PrioritizedReplay")
 
-    training_frequency: int
-    training_start_step: int | None = (
+    training_frequency: Frequency
+    training_start_step: NonNegInt | None = (
         None  # None -> max(1000, memory.batch_size); also the random warm-up frames
     )
-    training_iter: int | None = Field(default=None, ge=1)  # None -> env.num_envs
-    symlog: bool = False
-    policy_delay: int = Field(default=1, ge=1)
-    entropy_penalty_coef: float = 0.0
-    log_alpha_min: float = -5.0
-    log_alpha_max: float = 2.0
-    alpha_lr: float | None = None
-    fixed_alpha: float | None = Field(default=None, ge=0.0)
-    alpha_anneal_frames: int = Field(default=0, ge=0)
-    spectral_norm: bool = False
-    target_entropy: Literal["auto"] | float = "auto"
+    training_iter: Count | None = None  # None -> env.num_envs
+    symlog: Flag = False
+    policy_delay: Count = 1
+    entropy_penalty_coef: NonNegNumber = 0.0
+    log_alpha_min: Number = -5.0
+    log_alpha_max: Number = 2.0
+    alpha_lr: PosNumber | None = None
+    fixed_alpha: NonNegNumber | None = None
+    alpha_anneal_frames: NonNegInt = 0
+    spectral_norm: Flag = False
+    target_entropy: Literal["auto"] | Number = "auto"
     entropy_anneal: EntropyAnnealSpec = Field(default_factory=EntropyAnnealSpec)
 
     @model_validator(mode="after")
@@ -310,13 +343,13 @@ class _SILReplayKeys(SpecModel):
     """On-policy memories also describe SIL's replay: its class and size (used by SIL and PPOSIL only)."""
 
     sil_replay_name: str | None = None
-    batch_size: int | None = None
-    max_size: int | None = None
-    use_cer: bool = False
-    alpha: float | None = None
-    epsilon: float | None = None
-    beta: float = 0.4
-    beta_end: float = 1.0
+    batch_size: Count | None = None
+    max_size: Count | None = None
+    use_cer: Flag = False
+    alpha: NonNegNumber | None = None
+    epsilon: NonNegNumber | None = None
+    beta: Fraction = 0.4
+    beta_end: Fraction = 1.0
 
 
 class OnPolicyBatchReplaySpec(MemorySpec, _SILReplayKeys):
@@ -330,25 +363,25 @@ class OnPolicyReplaySpec(MemorySpec, _SILReplayKeys):
 class OnPolicyCrossEntropySpec(OnPolicyReplaySpec):
     """As OnPolicyReplay, keeping only the episodes whose return is at least the ``cross_entropy`` quantile."""
 
-    cross_entropy: float = 1.0
+    cross_entropy: Fraction = 1.0
 
 
 class ReplaySpec(MemorySpec):
     """Circular replay of ``max_size`` transitions, sampled uniformly with replacement."""
 
-    batch_size: int
-    max_size: int
-    use_cer: bool = False
+    batch_size: Count
+    max_size: Count
+    use_cer: Flag = False
     obs_dtype: str | None = None  # storage dtype override; default: native (float64 -> float32), D5
 
 
 class PrioritizedReplaySpec(ReplaySpec):
     """Proportional prioritized replay with importance-sampling weights (D31)."""
 
-    alpha: float
-    epsilon: float
-    beta: float = 0.4
-    beta_end: float = 1.0
+    alpha: NonNegNumber
+    epsilon: NonNegNumber
+    beta: Fraction = 0.4
+    beta_end: Fraction = 1.0
 
 
 MEMORY_SPECS: dict[str, type[MemorySpec]] = {
@@ -370,29 +403,29 @@ class NetSpec(SpecModel):
     type: str
     out_layer_activation: str | list[str | None] | None = None
     init_fn: str | None = None
-    clip_grad_val: float | None = None
+    clip_grad_val: PosNumber | None = None
     loss_spec: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="MSELoss"))
     optim_spec: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="Adam"))
     lr_scheduler_spec: ComponentSpec | None = None
     update_type: Literal["replace", "polyak"] = "replace"
-    update_frequency: int = 1
-    polyak_coef: float = 0.0
-    gpu: bool | Literal["auto"] | None = "auto"
-    log_std_init: float | None = None
-    actor_init_std: float | None = None
-    critic_init_std: float | None = None
-    shared: bool | None = None
-    use_same_optim: bool | None = None
+    update_frequency: Frequency = 1
+    polyak_coef: Fraction = 0.0
+    gpu: Flag | Literal["auto"] | None = "auto"
+    log_std_init: Number | None = None
+    actor_init_std: NonNegNumber | None = None
+    critic_init_std: NonNegNumber | None = None
+    shared: Flag | None = None
+    use_same_optim: Flag | None = None
 
 
 class MLPNetSpec(NetSpec):
     """A multi-layer perceptron body."""
 
-    hid_layers: list[int]
+    hid_layers: list[Count]
     hid_layers_activation: str
-    layer_norm: bool = False
-    batch_norm: bool = False
-    batch_renorm: bool | dict[str, float] | None = (
+    layer_norm: Flag = False
+    batch_norm: Flag = False
+    batch_renorm: Flag | dict[str, Number] | None = (
         False  # clone: BatchRenorm1d after each hidden Linear (CrossQ)
     )
 
@@ -405,32 +438,32 @@ class ConvNetSpec(NetSpec):
     """Conv2d layers, flatten, fc layers, tails; input (B, C, H, W)."""
 
     # [out_channels, kernel, stride, padding, dilation] per layer
-    conv_hid_layers: list[list[int | list[int]]]
-    fc_hid_layers: list[int] = Field(default_factory=list)
+    conv_hid_layers: list[list[NonNegInt | list[NonNegInt]]]
+    fc_hid_layers: list[Count] = Field(default_factory=list)
     hid_layers_activation: str
-    normalize: bool = False  # divide the input by 255 on the net's device
+    normalize: Flag = False  # divide the input by 255 on the net's device
     # BatchNorm2d after every conv layer but the first (D17: reference default, logged)
-    batch_norm: bool = True
-    layer_norm: bool = False  # LayerNorm on the fc layers
+    batch_norm: Flag = True
+    layer_norm: Flag = False  # LayerNorm on the fc layers
 
 
 class DuelingConvNetSpec(ConvNetSpec):
     """ConvNet body with a state-value head and an advantage head."""
 
-    batch_norm: bool = False  # D17: the dueling variant defaults to false
+    batch_norm: Flag = False  # D17: the dueling variant defaults to false
 
 
 class RecurrentNetSpec(NetSpec):
     """Per-step fc layers, an RNN/GRU/LSTM over the last ``seq_len`` observations, tails (D16)."""
 
     cell_type: Literal["RNN", "GRU", "LSTM"] = "GRU"
-    fc_hid_layers: list[int] = Field(default_factory=list)
+    fc_hid_layers: list[Count] = Field(default_factory=list)
     hid_layers_activation: str
-    rnn_hidden_size: int
-    rnn_num_layers: int = 1
-    bidirectional: bool = False
-    seq_len: int
-    layer_norm: bool = False  # LayerNorm on the per-step fc layers
+    rnn_hidden_size: Count
+    rnn_num_layers: Count = 1
+    bidirectional: Flag = False
+    seq_len: Count
+    layer_norm: Flag = False  # LayerNorm on the per-step fc layers
 
 
 class TorchArcNetSpec(NetSpec):
@@ -438,9 +471,9 @@ class TorchArcNetSpec(NetSpec):
 
     arc: dict[str, Any] | None = None
     arc_file: str | None = None
-    normalize: bool = False
+    normalize: Flag = False
     hid_layers_activation: str = "relu"  # only chooses the init gain; the arc holds its own activations
-    shared: bool | None = False
+    shared: Flag | None = False
 
     @model_validator(mode="after")
     def _one_arc(self) -> "TorchArcNetSpec":
@@ -514,17 +547,17 @@ def unrouted_key(key: str) -> str:
 class EnvSpec(SpecModel):
     """Keys the lab reads itself (§2.6). Every other key is a keyword argument for ``gym.make``/``gym.make_vec``."""
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), allow_inf_nan=False)
 
     name: str
-    num_envs: int = 1
-    max_frame: int
-    max_t: int | None = None
-    normalize_obs: bool = False
-    normalize_reward: bool = False
-    clip_obs: float | None = None
-    clip_reward: float | tuple[float, float] | None = None
-    reward_scale: float = 1.0
+    num_envs: Count = 1
+    max_frame: Count
+    max_t: Count | None = None
+    normalize_obs: Flag = False
+    normalize_reward: Flag = False
+    clip_obs: PosNumber | None = None
+    clip_reward: PosNumber | tuple[Number, Number] | None = None
+    reward_scale: Number = 1.0
     device: str | None = None
 
     @model_validator(mode="after")
@@ -546,26 +579,26 @@ class MetaSpec(SpecModel):
     """User keys of ``meta`` (§2.7) plus the runtime keys the loader adds and ``tick`` updates."""
 
     distributed: Literal[False, "synced", "shared"] = False
-    log_frequency: int = 10000
-    eval_frequency: int = 10000
-    rigorous_eval: int = 0
-    max_session: int
-    max_trial: int | None = None
-    search_resources: dict[str, float] = Field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    log_frequency: Frequency = 10000
+    eval_frequency: Frequency = 10000
+    rigorous_eval: NonNegInt = 0
+    max_session: Count
+    max_trial: Count | None = None
+    search_resources: dict[str, NonNegNumber] = Field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     search_scheduler: dict[str, Any] | None = None
     # clone-only: how many times Ray retries a failing search trial before reporting it failed
-    search_max_failures: int = Field(default=1, ge=0)
-    random_seed: int | None = None
+    search_max_failures: NonNegInt = 1
+    random_seed: Seed | None = None
     num_gpus: Any = None  # accepted and ignored (D9)
     # clone-only: TensorBoard event files in log/ (§4.5). null: dev mode only; true: also every session in train
     # mode; false: never, not even in dev mode
-    tensorboard: bool | None = None
+    tensorboard: Flag | None = None
     # runtime keys
-    experiment: int = -1
-    trial: int = -1
-    session: int = -1
-    cuda_offset: int = 0
-    resume: bool = False
+    experiment: Int = -1
+    trial: Int = -1
+    session: Int = -1
+    cuda_offset: NonNegInt = 0
+    resume: Flag = False
     experiment_ts: str | None = None
     git_sha: str | None = None
     predir: str | None = None

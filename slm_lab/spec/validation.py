@@ -118,6 +118,13 @@ def _expected(err: Any) -> str:
         return "a list" if kind.endswith("_type") else f"a list ({err['msg'].lower()})"
     if kind == "literal_error":
         return f"one of {ctx.get('expected', '?')}"
+    bounds = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most")}
+    bounds |= {"greater_than": ("gt", "more than"), "less_than": ("lt", "less than")}
+    if kind in bounds:
+        key, words = bounds[kind]
+        return f"{words} {ctx.get(key)}"
+    if kind == "finite_number":
+        return "a finite number"
     return err["msg"][:1].lower() + err["msg"][1:]
 
 

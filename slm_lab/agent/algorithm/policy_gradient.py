@@ -138,13 +138,21 @@ class PolicyGradient(Algorithm):
         ]
 
     def _add_optim(self, name: str, net: nn.Module, net_spec: dict[str, Any]) -> None:
-        key = "agent.net." + ("critic_" if name == "critic_net" else "") + "optim_spec"
+        key = "agent.net." + self._optim_key(name)
         optim = build_optimizer(net_spec.get("optim_spec"), net.parameters(), key)
         self.optims[name] = optim
         self.lr_schedulers[name] = build_lr_scheduler(
             optim, net_spec.get("lr_scheduler_spec"), self.frames_per_train()
         )
         self._clip[name] = grad_clip(net_spec)
+
+    def _optim_key(self, name: str) -> str:
+        """The spec key the optimizer of net ``name`` came from, for error messages: ``optim_spec`` or its routed
+        form ``actor_optim_spec`` / ``critic_optim_spec`` (the actor's with ``use_same_optim``)."""
+        raw = self.spec["agent"]["net"]
+        role = "critic" if name == "critic_net" and not raw.get("use_same_optim") else "actor"
+        routed = f"{role}_optim_spec"
+        return routed if routed in raw and self.has_critic else "optim_spec"
 
     # forward passes ------------------------------------------------------------------------------------------
     def calc_pdparam_v(self, x: torch.Tensor, need_v: bool = True) -> tuple[Any, torch.Tensor | None]:
