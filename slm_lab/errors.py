@@ -24,3 +24,8 @@ class Interrupted(Exception):
 
     def __reduce__(self) -> tuple:  # travels back from a session process
         return (Interrupted, (self.signum, str(self)))
+
+
+class SessionFailed(LabError):
+    """A session ended by an exception from its env or agent: the message names the error, where the traceback
+    and the saved state are, and how to continue."""

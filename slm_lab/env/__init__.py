@@ -176,6 +176,8 @@ class LabEnv:
         self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)  # raw, per copy, current episode
         self.episode_counts = np.zeros(self.num_envs, dtype=np.int64)  # completed episodes (games), per copy
+        # NaN or infinite values the env returned, counted (a session that learned nothing from them says so)
+        self.nonfinite = {"reward": 0, "obs": 0}
         self._setup_transforms(env_spec, gamma)
         self._history = self._setup_history(spec)
 
@@ -401,6 +403,7 @@ class LabEnv:
                 self.clock.tick_step(0, done)
         if self._viewer is not None:
             self._viewer.show(self._env)
+        self._count_nonfinite(reward, next_state)
         if self._has_transforms:
             result = self._transform(obs, next_state, reward, terminated, truncated, done)
         else:
@@ -463,6 +466,13 @@ class LabEnv:
             if theirs is not None:
                 mine.rms = theirs.rms
             mine.frozen = True
+
+    def _count_nonfinite(self, reward: np.ndarray, obs: np.ndarray) -> None:
+        # one reduction per array in the common case; the element count only when something is not finite
+        if not np.isfinite(reward.sum()):
+            self.nonfinite["reward"] += int(np.count_nonzero(~np.isfinite(reward)))
+        if obs.dtype.kind == "f" and not np.isfinite(obs.sum()):
+            self.nonfinite["obs"] += int(np.count_nonzero(~np.isfinite(obs)))
 
     def state_dict(self) -> dict:
         """Clock, completed raw returns and normaliser statistics (plain Python values)."""

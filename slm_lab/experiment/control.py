@@ -22,7 +22,7 @@ from loguru import logger
 from slm_lab.agent import Agent, build_agent, get_device
 from slm_lab.env import LabEnv, make_env
 from slm_lab.env.snapshot import SnapshotError
-from slm_lab.errors import CheckpointError, Interrupted, LabError
+from slm_lab.errors import CheckpointError, Interrupted, LabError, SessionFailed
 from slm_lab.experiment import analysis
 from slm_lab.experiment.checkpoint import has_resume_state, read_resume_state, write_resume_state
 from slm_lab.experiment.metrics import MetricsTracker
@@ -438,11 +438,65 @@ class Session:
         with self.stop_on_signals():
             try:
                 self.run_rl()
-            except BaseException:
+            except (Interrupted, LabError, KeyboardInterrupt, SystemExit):
                 self.close_envs()
                 remove_sink(self.log_sink)
                 raise
-            return self.close()
+            except Exception as e:
+                failure = self.fail(e)
+                self.close_envs()
+                remove_sink(self.log_sink)
+                raise failure from None
+            metrics = self.close()
+            self.check_learned()
+            return metrics
+
+    def check_learned(self) -> None:
+        """After a learning session, whose files are all written: an error when most of its updates were skipped
+        for a non-finite loss, or when it never trained (a result it did not learn is not reported as one)."""
+        if not self.learning:
+            return
+        updates = self.agent.algorithm.updates
+        total = updates["run"] + updates["skipped"]
+        predir = self.spec["meta"]["predir"]
+        nonfinite = self.env.nonfinite
+        seen = (
+            f"non-finite values from the env: {nonfinite['reward']} rewards, {nonfinite['obs']} observations"
+        )
+        if updates["skipped"] > updates["run"]:
+            raise SessionFailed(
+                f"session {self.index}: {updates['skipped']} of {total} updates were skipped for a non-finite loss "
+                f"({seen}); its files are kept in {predir}"
+            )
+        if total == 0 and not self.resumed:
+            raise SessionFailed(
+                f"session {self.index} never trained in {self.env.clock.frame} frames: env.max_frame is shorter "
+                f"than the algorithm's first update (training_start_step, time_horizon or training_frequency); its "
+                f"files are kept in {predir}"
+            )
+
+    def fail(self, error: Exception) -> SessionFailed:
+        """After an exception from the env or the agent mid-run: the traceback goes to the session log, the full
+        state is saved as on SIGTERM (when it can be), and the returned error says in one line what failed, where
+        the traceback is and how to continue."""
+        meta = self.spec["meta"]
+        log_path = f"{meta['log_prepath']}.log"
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write("".join(traceback.format_exception(error)))
+        frame = self.env.clock.frame
+        cause = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+        message = f"session {self.index} failed at frame {frame}: {cause} (traceback in {log_path})"
+        if not self.learning:
+            return SessionFailed(message)
+        try:
+            self.save_resume_state()
+        except (
+            Exception
+        ) as save_error:  # a broken env or agent may not be savable; the error is still reported
+            return SessionFailed(f"{message}; its state could not be saved ({type(save_error).__name__})")
+        return SessionFailed(
+            f"{message}; its state is saved, continue with: slm-lab run train@{meta['predir']}"
+        )
 
     @contextlib.contextmanager
     def stop_on_signals(self) -> Iterator[None]:
@@ -483,7 +537,8 @@ def _session_process(
 ) -> None:
     """Entry point of a spawned session process; it talks to its trial through ``messages``: with ``report``,
     ``("ckpt", s, frame, ma, metrics)`` per checkpoint; then ``("done", s, metrics)``, ``("interrupted", s,
-    signum, text)`` or ``("error", s, text)``."""
+    signum, text)``, ``("failed", s, line)`` (an exception from the env or agent, state saved) or ``("error", s,
+    text)``."""
     setup_logging()
     index = spec["meta"]["session"]
 
@@ -497,6 +552,9 @@ def _session_process(
         metrics = session.run()
     except Interrupted as e:
         messages.put(("interrupted", index, e.signum, str(e)))
+        return
+    except SessionFailed as e:
+        messages.put(("failed", index, str(e)))
         return
     except BaseException as e:
         messages.put(("error", index, "".join(traceback.format_exception(e))))
@@ -632,6 +690,8 @@ class Trial:
                         results[index] = rest[0]
                     elif kind == "interrupted":
                         raise Interrupted(rest[0], rest[1])
+                    elif kind == "failed":
+                        raise SessionFailed(rest[0])
                     else:
                         raise RuntimeError(f"session {index} failed:\n{rest[0]}")
         finally:

@@ -7,6 +7,7 @@ time: a baseline computed on demand goes to a user cache file instead, ``$XDG_CA
 """
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -128,6 +129,9 @@ def _compute_and_cache(env_name: str) -> dict[str, float] | None:
     except Exception as e:
         logger.warning(f"Random baseline of {env_name} not computed: {type(e).__name__}: {e}")
         return None
+    if not math.isfinite(entry["mean"]):
+        logger.warning(f"Random baseline of {env_name} is {entry['mean']}; not cached")
+        return None
     path = user_cache_path()
     try:
         table = _read_table(path)
@@ -152,6 +156,12 @@ def get_random_baseline(env_name: str, compute_missing: bool = False) -> float |
             _failed.add(env_name)
         else:
             table[env_name] = entry
-    if isinstance(entry, dict) and "mean" in entry:
-        return float(entry["mean"])
+    if (
+        isinstance(entry, dict)
+        and isinstance(entry.get("mean"), int | float)
+        and math.isfinite(entry["mean"])
+    ):
+        return float(
+            entry["mean"]
+        )  # a non-finite entry (a cache written by an older version) counts as unknown
     return None

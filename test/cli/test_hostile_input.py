@@ -173,3 +173,86 @@ def test_an_entry_point_that_is_not_an_env_class_is_never_called(tmp_path: Path)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "'system' is a builtin_function_or_method, not a gymnasium.Env subclass" in out.stderr
     assert not marker.exists()
+
+
+def test_an_env_that_raises_mid_run_ends_in_one_line_with_the_state_saved_and_train_at_continues(
+    tmp_path: Path,
+) -> None:
+    """The traceback goes to the session log; the state is saved as on SIGTERM; ``train@`` continues the run from
+    where it stopped to its end (the env's own step count is part of the saved state, so it does not raise again)."""
+    spec = json.loads(FIXTURES.joinpath(f"{NAME}.json").read_text())
+    spec[NAME]["env"] = {
+        "name": "custom_env:Flaky",
+        "num_envs": 1,
+        "max_frame": 2000,
+        "length": 4,
+        "explode_at": 300,
+    }
+    spec[NAME]["meta"]["max_session"] = 1
+    path = tmp_path / "flaky.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "SLM_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(FIXTURES)}
+    env.pop("PY_ENV", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "slm_lab.cli.main", "run", *args], cwd=tmp_path, env=env, capture_output=True,
+            text=True, timeout=300,
+        )  # fmt: skip
+
+    out = run(str(path), NAME, "train")
+    assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    predir = next((tmp_path / "data").iterdir())
+    assert re.search(
+        r"session 0 failed at frame \d+: RuntimeError: Flaky env exploded at its step 300", last
+    ), last
+    first = int(re.search(r"failed at frame (\d+)", last).group(1))
+    assert f"continue with: slm-lab run train@{predir}" in last, last
+    assert "Traceback" in (predir / "log" / f"{NAME}_t0_s0.log").read_text()
+    assert (predir / "model" / f"{NAME}_t0_s0_state.pt").is_file()
+    again = run(str(path), NAME, f"train@{predir}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    frames = [int(float(row.split(",")[4])) for row in (predir / "info" / f"{NAME}_t0_s0_session_df_train.csv")
+              .read_text().splitlines()[1:]]  # fmt: skip
+    assert frames[-1] == 2000 and any(first < f < 2000 for f in frames)
+
+
+def _flaky_run(
+    tmp_path: Path, max_frame: int, **env_kwargs: object
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    spec = json.loads(FIXTURES.joinpath(f"{NAME}.json").read_text())
+    spec[NAME]["env"] = {
+        "name": "custom_env:Flaky",
+        "num_envs": 2,
+        "max_frame": max_frame,
+        "length": 4,
+        **env_kwargs,
+    }
+    spec[NAME]["meta"]["max_session"] = 1
+    path = tmp_path / "flaky.json"
+    path.write_text(json.dumps(spec))
+    env = {**os.environ, "SLM_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(FIXTURES)}
+    env.pop("PY_ENV", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "slm_lab.cli.main", "run", str(path), NAME, "train"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    return out, next((tmp_path / "data").iterdir())
+
+
+def test_a_session_that_only_saw_nan_rewards_is_an_error_not_a_result(tmp_path: Path) -> None:
+    out, predir = _flaky_run(tmp_path, 768, nan_rewards=True)
+    assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert re.search(r"session 0: (\d+) of \1 updates were skipped for a non-finite loss", last), last
+    assert re.search(r"non-finite values from the env: [1-9]\d* rewards, 0 observations", last), last
+    assert (predir / "info" / f"{NAME}_t0_s0_session_df_train.csv").is_file()  # the files are kept
+
+
+def test_a_session_that_never_trained_is_an_error_not_a_result(tmp_path: Path) -> None:
+    """Rollouts of 64 steps of 2 envs need 128 frames before the first update; the budget is 100."""
+    out, predir = _flaky_run(tmp_path, 100)
+    assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr, out.stderr[-3000:]
+    assert "session 0 never trained in 100 frames" in out.stderr.strip().splitlines()[-1]
+    assert (predir / "info" / f"{NAME}_t0_s0_session_df_train.csv").is_file()

@@ -21,6 +21,8 @@ def isolated(tmp_path, monkeypatch, data_dir):
         calls.append(env_id)
         if env_id == "Broken-v0":
             raise RuntimeError("cannot make env")
+        if env_id == "NaN-v0":
+            return {"mean": float("nan"), "std": float("nan")}
         return {"mean": 7.25, "std": 1.0}
 
     monkeypatch.setattr(random_baseline, "compute_random_baseline", fake_compute)
@@ -73,3 +75,16 @@ def test_a_custom_entry_point_env_gets_a_real_baseline(monkeypatch: pytest.Monke
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "fixtures"))
     result = random_baseline.compute_random_baseline("custom_env:Corridor", episodes=5)
     assert 0.0 < result["mean"] < 1.0
+
+
+def test_a_non_finite_baseline_is_never_cached_nor_read(isolated, tmp_path, monkeypatch):
+    """A NaN baseline (an env whose rewards are NaN) would poison every later run of the fixed env: it is not
+    written, and one already in a cache file counts as unknown."""
+    _, calls = isolated
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert random_baseline.get_random_baseline("NaN-v0", compute_missing=True) is None
+    assert not (cache / "slm_lab" / "random_baseline.json").exists() and calls == ["NaN-v0"]
+    write_json(cache / "slm_lab" / "random_baseline.json", {"Old-v0": {"mean": float("nan"), "std": 0.0}})
+    random_baseline.clear_cache()
+    assert random_baseline.get_random_baseline("Old-v0") is None

@@ -47,6 +47,9 @@ class Algorithm(ABC):
         self.lr_schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.var_schedulers: dict[str, VarScheduler] = {}
         self.train_stats: dict[str, float | torch.Tensor] = {}  # last update's diagnostics, e.g. entropy
+        # updates run and skipped for a non-finite loss in this process: a session whose updates were mostly
+        # skipped ends with an error instead of reporting a result it never learned
+        self.updates = {"run": 0, "skipped": 0}
         self.flat_input = True  # nets take (B, D); set from the net after it is built
         strict = mode == "test"
         self.strict = strict
@@ -104,10 +107,18 @@ class Algorithm(ABC):
         for scheduler in self.var_schedulers.values():
             scheduler.update(frame)
 
-    def step(self, loss: torch.Tensor, pairs: list[OptimPair]) -> None:
-        """One optimizer step over ``pairs`` (see ``train_step``); counts one opt_step per optimizer."""
-        if train_step(loss, pairs, self.checker, self.strict):
+    def step(self, loss: torch.Tensor, pairs: list[OptimPair]) -> bool:
+        """One optimizer step over ``pairs`` (see ``train_step``); counts one opt_step per optimizer. Returns
+        whether it ran (False: skipped for a non-finite loss)."""
+        ran = self.count_update(train_step(loss, pairs, self.checker, self.strict))
+        if ran:
             self.clock.tick_opt_step(len(pairs))
+        return ran
+
+    def count_update(self, ran: bool) -> bool:
+        """Count an update as run or skipped (``updates``); returns ``ran``."""
+        self.updates["run" if ran else "skipped"] += 1
+        return ran
 
     def step_lr_schedulers(self) -> None:
         for scheduler in self.lr_schedulers.values():

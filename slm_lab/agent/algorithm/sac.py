@@ -326,7 +326,7 @@ class SoftActorCritic(Algorithm):
         critic_loss = self.critic_loss(q1, q_targets, batch.weights) + self.critic_loss(
             q2, q_targets, batch.weights
         )
-        stepped = train_step(critic_loss, self.critic_pairs, self.checker, self.strict)
+        stepped = self.count_update(train_step(critic_loss, self.critic_pairs, self.checker, self.strict))
         if self.memory.updates_priorities:
             self.memory.update_priorities(batch.indices, (torch.min(q1, q2).detach() - q_targets).abs())
         self.critic_iter += 1
@@ -386,7 +386,7 @@ class SoftActorCritic(Algorithm):
         finally:
             for p in self.critic_params:
                 p.requires_grad_(True)
-        train_step(actor_loss, self.actor_pairs, self.checker, self.strict)
+        self.count_update(train_step(actor_loss, self.actor_pairs, self.checker, self.strict))
         entropy = entropy.detach()
         self.train_stats["entropy"] = entropy
         self.train_alpha(entropy)
