@@ -215,7 +215,7 @@ def test_an_env_that_raises_mid_run_ends_in_one_line_with_the_state_saved_and_tr
     assert again.returncode == 0, again.stderr[-3000:]
     frames = [int(float(row.split(",")[4])) for row in (predir / "info" / f"{NAME}_t0_s0_session_df_train.csv")
               .read_text().splitlines()[1:]]  # fmt: skip
-    assert frames[-1] == 2000 and any(first < f < 2000 for f in frames)
+    assert frames[-1] == 1000 and any(first < f < 1000 for f in frames)
 
 
 def _flaky_run(

@@ -121,7 +121,8 @@ def test_sigkilled_run_resumed_with_train_at_latest_ends_with_the_uninterrupted_
     assert_same_csvs(session_csvs(only_run_dir(whole)), session_csvs(predir))
 
 
-@pytest.mark.parametrize("sessions", [1, 3])
+# 3 sessions on 2 cores take a minute: the default suite keeps the 1-session case, ``-m slow`` runs both
+@pytest.mark.parametrize("sessions", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_sigterm_saves_the_state_and_exits_then_resume_finishes(tmp_path: Path, sessions: int) -> None:
     """SIGTERM to the run (its only process, or the parent of its session processes): the running sessions save
     their state and stop, a queued one (3 sessions, 2 at a time) never starts, the run exits with 143 and names the
