@@ -184,7 +184,7 @@ def test_an_env_that_raises_mid_run_ends_in_one_line_with_the_state_saved_and_tr
     spec[NAME]["env"] = {
         "name": "custom_env:Flaky",
         "num_envs": 1,
-        "max_frame": 2000,
+        "max_frame": 1000,
         "length": 4,
         "explode_at": 300,
     }
