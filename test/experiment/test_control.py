@@ -1,14 +1,15 @@
 """Session/Trial behaviour: seeded reproducibility, learning, checkpoints and state."""
 
 import copy
+import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from slm_lab.errors import SessionFailed
 from slm_lab.experiment.control import Session, max_parallel_sessions
 from slm_lab.spec.loader import get_spec, override_spec, tick
 
@@ -111,13 +112,18 @@ def test_max_parallel_sessions_is_capped(monkeypatch: pytest.MonkeyPatch) -> Non
     assert 1 <= max_parallel_sessions(64) <= 64
 
 
-def test_short_run_gives_nan_metrics_not_a_crash(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_too_short_to_train_writes_nan_metrics_then_fails_naming_the_cause(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 frames end before the first 64-step rollout: the session's files (NaN metrics, no crash) are written,
+    then it fails with one line instead of reporting a result it never learned."""
     monkeypatch.setenv("PY_ENV", "test")
     spec = session_spec(40)
     session = Session(copy.deepcopy(spec), "train")
-    metrics = session.run()
-    assert math.isnan(metrics["scalar"]["strength"])
-    assert np.isfinite(session.env.clock.frame)
+    with pytest.raises(SessionFailed, match="session 0 never trained in 40 frames"):
+        session.run()
+    scalar = json.loads(Path(f"{spec['meta']['info_prepath']}_session_metrics_scalar_train.json").read_text())
+    assert math.isnan(scalar["strength"]) and session.env.clock.frame == 40
 
 
 def test_dqn_learns_cartpole_within_50k_frames(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -295,6 +295,7 @@ def user_cluster(tmp_path: Path):
         kill_all(marked_pids("SLM_TEST_CLUSTER", marker))
 
 
+@pytest.mark.slow  # over a minute on 2 cores; the local-cluster search test keeps the default suite's coverage
 def test_search_attaches_to_a_ray_cluster_by_address(tmp_path: Path, user_cluster) -> None:
     """B1: `--ray-address` runs the trials on an existing cluster, and the cluster keeps running afterwards, even
     after `--stop-ray`. A custom env found through the driver's PYTHONPATH imports in the workers; ASHA sees the
