@@ -7,7 +7,8 @@ what each key makes:
   bookkeeping; image envs cost more, so this is a floor, not an estimate of the largest);
 - a memory's storage: ``max_size`` (replay) or the rollout (``time_horizon`` or ``training_frequency`` vector steps
   of ``num_envs`` copies) of transitions, each two observations of the env's shape and dtype;
-- a net: 4-byte parameters, each with a gradient and two optimizer moments, for the layer widths given.
+- a net: 4-byte parameters, each with a gradient and two optimizer moments, for the layer widths, recurrent cells
+  and conv kernels given.
 A run whose estimate exceeds the memory available now is refused with one line naming the key.
 """
 
@@ -99,3 +100,37 @@ def check_memory_and_nets(
                 _refuse(
                     f"agent.{net_key}.{layers_key}", widths, need, "parameters of up to 4 nets", available
                 )
+        _check_rnn(net, net_key, (net.get("fc_hid_layers") or [in_dim])[-1], available)
+        _check_conv(net, net_key, obs_shape, available)
+
+
+def _check_rnn(net: dict[str, Any], net_key: str, in_dim: Any, available: int) -> None:
+    """A recurrent net's cells, sized as LSTM cells (4 gates), the largest kind."""
+    hidden, layers = net.get("rnn_hidden_size"), net.get("rnn_num_layers") or 1
+    if not (isinstance(hidden, int) and isinstance(layers, int) and isinstance(in_dim, int)):
+        return
+    first = 4 * hidden * (in_dim + hidden + 2)  # the first layer alone: too big names the width
+    params = first + (layers - 1) * 4 * hidden * (2 * hidden + 2)  # with the others: too big names the depth
+    what = "parameters of up to 4 nets"
+    _refuse(f"agent.{net_key}.rnn_hidden_size", hidden, 4 * first * BYTES_PER_PARAM, what, available)
+    _refuse(f"agent.{net_key}.rnn_num_layers", layers, 4 * params * BYTES_PER_PARAM, what, available)
+
+
+def _check_conv(net: dict[str, Any], net_key: str, obs_shape: Sequence[int], available: int) -> None:
+    """A conv net's kernels: [out_channels, kernel, ...] per layer, from the observation's channels."""
+    layers = net.get("conv_hid_layers")
+    if not isinstance(layers, list):
+        return
+    channels, params = (obs_shape[0] if len(obs_shape) == 3 else 1), 0
+    for layer in layers:
+        if not (isinstance(layer, list) and layer and isinstance(layer[0], int)):
+            return
+        kernel = layer[1] if len(layer) > 1 else 1
+        area = math.prod(kernel) if isinstance(kernel, list) else kernel * kernel
+        if not isinstance(area, int):
+            return
+        params += (channels * area + 1) * layer[0]
+        channels = layer[0]
+    _refuse(
+        f"agent.{net_key}.conv_hid_layers", layers, 4 * params * BYTES_PER_PARAM, "conv kernels", available
+    )

@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from slm_lab.errors import LabError, SpecError
 from slm_lab.experiment.run import preflight
+from slm_lab.spec.bounds import check_memory_and_nets
 from slm_lab.spec.loader import get_spec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -183,3 +185,23 @@ def test_a_replay_larger_than_memory_is_refused(data_dir: Path, tmp_path: Path) 
     path.write_text(json.dumps(spec).replace('"${max_frame}"', "256"))
     with pytest.raises(SpecError, match=r"agent\.memory\.max_size: 1000000000000 needs about"):
         preflight(get_spec(str(path), name), "train")
+
+
+@pytest.mark.parametrize(
+    ("net", "obs_shape", "key"),
+    [
+        ({"rnn_hidden_size": 10**6, "rnn_num_layers": 1}, (4,), "agent.net.rnn_hidden_size"),
+        ({"rnn_hidden_size": 4096, "rnn_num_layers": 10**6}, (4,), "agent.net.rnn_num_layers"),
+        ({"conv_hid_layers": [[32, 8, 4], [10**7, 4, 2]]}, (4, 84, 84), "agent.net.conv_hid_layers"),
+    ],
+)
+def test_recurrent_cells_and_conv_kernels_are_bounded_by_memory(
+    net: dict, obs_shape: tuple, key: str
+) -> None:
+    spec = {"agent": {"net": net, "memory": {}, "algorithm": {}}, "env": {"num_envs": 1}}
+    with pytest.raises(SpecError, match=rf"{re.escape(key)}: .* needs about"):
+        check_memory_and_nets(spec, obs_shape, 1, available=64 * 2**30)
+    small = {k: ([[32, 8, 4]] if k == "conv_hid_layers" else 64) for k in net}
+    check_memory_and_nets(
+        {**spec, "agent": {**spec["agent"], "net": small}}, obs_shape, 1, available=64 * 2**30
+    )
