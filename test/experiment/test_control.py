@@ -126,6 +126,7 @@ def test_a_run_too_short_to_train_writes_nan_metrics_then_fails_naming_the_cause
     assert math.isnan(scalar["strength"]) and session.env.clock.frame == 40
 
 
+@pytest.mark.slow  # about a minute on 2 cores; PPO, REINFORCE and A2C keep the default suite's "it learns" checks
 def test_dqn_learns_cartpole_within_50k_frames(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DQN (4 envs, one gradient step of batch 32 per frame) reaches a mean return (last ≤100 episodes) of at least
     195 within 50k frames."""
