@@ -19,12 +19,21 @@ NAME = "ppo_cartpole_tiny"
 SPEC = str(FIXTURES / f"{NAME}.json")
 
 
-def slm_lab(args: list[str], cwd: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+def slm_lab(
+    args: list[str],
+    cwd: Path,
+    data_dir: Path | None = None,
+    fixtures_on_path: bool = False,
+    timeout: int = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``slm-lab ARGS`` in a subprocess; ``fixtures_on_path`` makes the test envs (``custom_env:...``) importable."""
     env = {**os.environ, "SLM_DATA_DIR": str(data_dir or cwd / "data")}
+    if fixtures_on_path:
+        env["PYTHONPATH"] = str(FIXTURES)
     env.pop("PY_ENV", None)
     return subprocess.run(
         [sys.executable, "-m", "slm_lab.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=120,
+        timeout=timeout,
     )  # fmt: skip
 
 
@@ -191,14 +200,9 @@ def test_an_env_that_raises_mid_run_ends_in_one_line_with_the_state_saved_and_tr
     spec[NAME]["meta"]["max_session"] = 1
     path = tmp_path / "flaky.json"
     path.write_text(json.dumps(spec))
-    env = {**os.environ, "SLM_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(FIXTURES)}
-    env.pop("PY_ENV", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "slm_lab.cli.main", "run", *args], cwd=tmp_path, env=env, capture_output=True,
-            text=True, timeout=300,
-        )  # fmt: skip
+        return slm_lab(["run", *args], tmp_path, fixtures_on_path=True, timeout=300)
 
     out = run(str(path), NAME, "train")
     assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr, out.stderr[-3000:]
@@ -232,12 +236,7 @@ def _flaky_run(
     spec[NAME]["meta"]["max_session"] = 1
     path = tmp_path / "flaky.json"
     path.write_text(json.dumps(spec))
-    env = {**os.environ, "SLM_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(FIXTURES)}
-    env.pop("PY_ENV", None)
-    out = subprocess.run(
-        [sys.executable, "-m", "slm_lab.cli.main", "run", str(path), NAME, "train"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    out = slm_lab(["run", str(path), NAME, "train"], tmp_path, fixtures_on_path=True, timeout=300)
     return out, next((tmp_path / "data").iterdir())
 
 
