@@ -64,9 +64,28 @@ def run(
         typer.Option(
             "--optimize-perf/--no-optimize-perf",
             envvar="OPTIMIZE_PERF",
-            help="CPU: torch threads per session from the core count; GPU: TF32 and cudnn.benchmark",
+            help="CPU: torch threads from this run's share of the cores among the lab runs on the machine, "
+            "resized as runs start and end; GPU: also TF32 and cudnn.benchmark",
         ),
     ] = True,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            envvar="SLM_THREADS",
+            min=1,
+            help="Fix each session's torch threads at N instead of sharing the cores out",
+        ),
+    ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            envvar="PROFILE",
+            help="Time the loop's phases and write torch.profiler traces and a summary to {predir}/profiler/ "
+            "(dev, train, enjoy)",
+        ),
+    ] = False,
     cuda_offset: Annotated[
         int, typer.Option("--cuda-offset", envvar="CUDA_OFFSET", help="Added to the GPU index")
     ] = 0,
@@ -131,8 +150,13 @@ def run(
             f"unknown mode {mode!r}; valid: dev, train, search, train@latest, train@FOLDER, search@latest, "
             "search@FOLDER, enjoy@SPEC_FILE, eval@SPEC_FILE"
         )
+    if profile and lab_mode == "search":
+        _fail("--profile times the sessions of one trial: use it with dev or train, not search")
+    if threads is not None:
+        _export_flags(SLM_THREADS=threads)
     _export_flags(
         LOG_LEVEL=level,
+        PROFILE=profile,
         OPTIMIZE_PERF=optimize_perf,
         CUDA_OFFSET=cuda_offset,
         LOG_EXTRA=log_extra,

@@ -26,12 +26,13 @@ from slm_lab.errors import CheckpointError, Interrupted, LabError, SessionFailed
 from slm_lab.experiment import analysis
 from slm_lab.experiment.checkpoint import has_resume_state, read_resume_state, write_resume_state
 from slm_lab.experiment.metrics import MetricsTracker
+from slm_lab.experiment.profile import SessionProfiler, profile_enabled
 from slm_lab.experiment.progress import Progress
 from slm_lab.experiment.tensorboard_log import TensorBoardLog
 from slm_lab.lib.io_util import save_torch_file
 from slm_lab.lib.logger import add_file_sink, remove_sink, setup_logging
 from slm_lab.lib.paths import prepath
-from slm_lab.lib.perf import setup_perf
+from slm_lab.lib.perf import ThreadBudget, setup_perf
 from slm_lab.lib.seed import get_rng_state, session_seed, set_global_seed, set_rng_state
 from slm_lab.spec.loader import save_spec, tick
 
@@ -114,6 +115,8 @@ class Session:
         self.device = get_device(spec)
         self.log_sink = add_file_sink(f"{meta['log_prepath']}.log")
         self.perf = setup_perf(self.device, concurrent_sessions)
+        # this process's share of the machine's cores, looked at again while the loop runs
+        self.threads: ThreadBudget | None = self.perf.pop("budget", None)
         self.env: LabEnv = make_env(spec)
         self.tracker = MetricsTracker()
         self.agent: Agent = build_agent(spec, self.env, mode, self.device)
@@ -142,6 +145,8 @@ class Session:
         self.logged_episodes = 0  # enjoy/eval: episodes whose return was logged
         if meta.get("resume") and mode not in ("enjoy", "eval") and has_resume_state(meta["model_prepath"]):
             self.restore()
+        # --profile: phase times and torch.profiler traces under {predir}/profiler/
+        self.profiler = SessionProfiler(self) if profile_enabled() else None
         if self.index == 0:
             logger.info(f"Performance set-up: {self.perf}")
             algo = spec["agent"]["algorithm"]
@@ -151,7 +156,7 @@ class Session:
     def run_rl(self) -> None:
         """reset (or continue the restored episodes), then while frame < max_frame: act, step, update,
         checkpoint."""
-        env, agent, clock, tb = self.env, self.agent, self.env.clock, self.tb
+        env, agent, clock, tb, threads = self.env, self.agent, self.env.clock, self.tb, self.threads
         log_frequency, num_envs = self.log_frequency, env.num_envs
         eval_frequency = self.eval_frequency if self.eval_env is not None else 0
         log_episodes = not self.learning
@@ -184,6 +189,8 @@ class Session:
                     self.checkpoint(state)
                 if progress is not None:
                     progress.update(clock.frame)
+                if threads is not None:
+                    threads.maybe_refresh()
                 if self.stop_signal is not None:
                     break
         finally:
@@ -513,7 +520,10 @@ class Session:
             yield
 
     def close_envs(self) -> None:
-        """Close TensorBoard and the envs."""
+        """Close TensorBoard and the envs, and give this session's cores back."""
+        if self.threads is not None:
+            self.threads.leave()
+            self.threads = None
         if self.tb is not None:
             self.tb.close()
             self.tb = None

@@ -1,20 +1,229 @@
-"""Performance set-up for a session process (``--optimize-perf``, contract §1.2)."""
+"""Performance set-up of a session process (``--optimize-perf``): torch threads sized to this process's fair share of
+the machine's cores, shared with every other lab process running on it, and the GPU switches.
 
+Why a machine-wide share: torch sizes its thread pool to the whole machine, and OpenMP threads spin while they wait
+for work. Two processes that each size themselves to the whole machine therefore fight for every core: on a 2-core
+machine two PPO runs started together each fell to about a tenth of the speed either had alone. One thread per core
+between all the lab's processes keeps each at about its share instead. A passive OpenMP wait policy would also stop
+the fight but makes a run alone two to three times slower, so the lab leaves the wait policy alone and divides the
+cores instead.
+
+How: each lab process that trains (a session) writes one small file named by its pid in a per-user folder of the
+temp dir (``SLM_THREAD_REGISTRY`` to choose another) and removes it when it ends; a file whose process is gone is
+pruned by the next reader. Each process takes ``cores // n`` threads for the ``n`` processes listed (the oldest
+``cores % n`` one more), at least 1 and at most 32, and looks again about once a second while it runs, so a run
+started alone gives cores back when a second one starts and takes them again when it ends.
+
+Overrides: ``--no-optimize-perf`` (``OPTIMIZE_PERF=false``) leaves torch's threads as torch sets them and joins
+nothing; ``SLM_THREADS=N`` fixes this process's threads at N (it is still listed, so the others count it); inside a
+search trial ``SLM_CPUS`` is the trial's share of the cores and caps its sessions' threads.
+"""
+
+import atexit
+import contextlib
 import os
+import tempfile
+import time
+from pathlib import Path
 
 import torch
 
-__all__ = ["setup_perf"]
+from slm_lab.errors import LabError
+
+__all__ = ["ThreadBudget", "machine_cores", "setup_perf"]
+
+MAX_THREADS = 32
+REFRESH_INTERVAL = 1.0  # seconds between two looks at the other lab processes
+
+
+def machine_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (a container's limit)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    return max(1, cores)
+
+
+def _start_token(pid: int) -> str:
+    """When ``pid`` started (clock ticks since boot, from /proc), so that a reused pid is not mistaken for a listed
+    process; empty where /proc is not available."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, starttime; the command name may hold spaces
+
+
+def _alive(pid: int, token: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not token or _start_token(pid) in ("", token)
+
+
+def registry_dir() -> Path:
+    folder = os.environ.get("SLM_THREAD_REGISTRY")
+    if folder:
+        return Path(folder)
+    return (
+        Path(tempfile.gettempdir())
+        / f"slm_lab-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        / "running"
+    )
+
+
+class ThreadBudget:
+    """This process's torch threads: its share of ``cores`` among the lab processes listed in ``folder``.
+
+    ``join`` lists the process, ``leave`` unlists it (joins are counted, so nested sessions in one process list it
+    once), ``refresh`` re-reads the list and resizes torch's thread pool when the share changed; ``maybe_refresh``
+    does so at most once per ``REFRESH_INTERVAL`` and is cheap enough to call every step. ``cap`` bounds the
+    threads (a search trial's ``SLM_CPUS``), ``fixed`` pins them (``SLM_THREADS``), ``floor`` is the number of
+    processes assumed at least (the sessions a trial starts together, before they have all listed themselves).
+    """
+
+    def __init__(
+        self,
+        cores: int,
+        folder: Path,
+        cap: int | None = None,
+        fixed: int | None = None,
+        floor: int = 1,
+        pid: int | None = None,
+    ) -> None:
+        self.cores = max(1, cores)
+        self.folder = folder
+        self.cap = cap
+        self.fixed = fixed
+        self.floor = max(1, floor)
+        self.pid = os.getpid() if pid is None else pid
+        self.token = _start_token(self.pid)
+        self.joined = 0
+        self.exit_hook = False
+        self.listed = False  # False when the folder could not be written: the share is then cores // floor
+        self.threads = self.share(self.floor, 0)
+        self.next_check = 0.0
+
+    @property
+    def entry(self) -> Path:
+        return self.folder / str(self.pid)
+
+    def join(self) -> int:
+        self.joined += 1
+        if self.joined == 1:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                tmp = self.folder / f".{self.pid}.tmp"
+                tmp.write_text(self.token)
+                tmp.replace(self.entry)
+                self.listed = True
+                if not self.exit_hook:
+                    atexit.register(self._unlist)
+                    self.exit_hook = True
+            except OSError:
+                self.listed = False
+        return self.refresh()
+
+    def leave(self) -> None:
+        self.joined = max(0, self.joined - 1)
+        if self.joined == 0:
+            self._unlist()
+
+    def _unlist(self) -> None:
+        if self.listed and os.getpid() == self.pid:
+            with contextlib.suppress(OSError):
+                self.entry.unlink()
+        self.listed = False
+
+    def members(self) -> list[int]:
+        """The pids listed, oldest first; entries of processes that are gone are removed."""
+        if not self.listed:
+            return []
+        found: list[tuple[float, int]] = []
+        with contextlib.suppress(OSError):
+            for path in self.folder.iterdir():
+                if not path.name.isdigit():
+                    continue
+                pid = int(path.name)
+                try:
+                    token = path.read_text().strip()
+                    if pid != self.pid and not _alive(pid, token):
+                        path.unlink()
+                        continue
+                    found.append((path.stat().st_mtime, pid))
+                except OSError:
+                    continue
+        if self.pid not in (pid for _, pid in found):
+            found.append((time.time(), self.pid))
+        return [pid for _, pid in sorted(found)]
+
+    def share(self, n: int, rank: int) -> int:
+        """Threads of the process ranked ``rank`` (0 = oldest) among ``n``."""
+        if self.fixed is not None:
+            return max(1, self.fixed)
+        base, extra = divmod(self.cores, n)
+        threads = max(1, base + (1 if rank < extra else 0))
+        return max(1, min(threads, self.cap or MAX_THREADS, MAX_THREADS))
+
+    def refresh(self) -> int:
+        self.next_check = time.monotonic() + REFRESH_INTERVAL
+        members = self.members()
+        n = max(len(members), self.floor)
+        rank = members.index(self.pid) if self.pid in members else 0
+        threads = self.share(n, rank)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        self.threads = threads
+        return threads
+
+    def maybe_refresh(self) -> None:
+        if time.monotonic() >= self.next_check:
+            self.refresh()
+
+
+_BUDGET: ThreadBudget | None = None
+
+
+def _int_env(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise LabError(f"{name} must be a whole number of threads, got {value!r}") from None
+    if number < 1:
+        raise LabError(f"{name} must be at least 1, got {value!r}")
+    return number
+
+
+def thread_budget(concurrent_sessions: int = 1) -> ThreadBudget:
+    """The process's budget, made on first use from the environment (``SLM_THREADS``, ``SLM_CPUS``,
+    ``SLM_THREAD_REGISTRY``)."""
+    global _BUDGET
+    cpus = _int_env("SLM_CPUS")
+    cap = None if cpus is None else max(1, cpus // max(1, concurrent_sessions))
+    fixed = _int_env("SLM_THREADS")
+    folder = registry_dir()
+    if _BUDGET is None or _BUDGET.pid != os.getpid() or (_BUDGET.joined == 0 and _BUDGET.folder != folder):
+        _BUDGET = ThreadBudget(machine_cores(), folder, cap, fixed, concurrent_sessions)
+    else:  # a later session of this process: the same listing, today's settings
+        _BUDGET.cap, _BUDGET.fixed, _BUDGET.floor = cap, fixed, max(1, concurrent_sessions)
+    return _BUDGET
 
 
 def setup_perf(device: torch.device, concurrent_sessions: int = 1) -> dict[str, object]:
-    """CPU: torch threads = the cores this session may use (cpu_count / concurrent sessions, at most 32), with the
-    BLAS thread variables to match; inside a search trial the cores are the trial's share, ``SLM_CPUS``. GPU: TF32
-    on compute capability ≥ 8 and cudnn.benchmark. Returns what was set.
-
-    Dividing the cores between concurrent sessions avoids oversubscription: with 4 sessions on 2 cores the reference
-    runs 4×2 threads on 2 cores.
-    """
+    """Set this session process up: CPU threads from its share of the machine (the module's docstring); on a GPU
+    also TF32 on compute capability ≥ 8 and cudnn.benchmark. Returns what was set, with the ``budget`` the session
+    refreshes while it runs and leaves when it ends (absent with ``OPTIMIZE_PERF=false``)."""
     if os.environ.get("OPTIMIZE_PERF", "true").lower() == "false":
         return {"optimize_perf": False}
     info: dict[str, object] = {"optimize_perf": True}
@@ -25,11 +234,10 @@ def setup_perf(device: torch.device, concurrent_sessions: int = 1) -> dict[str, 
             torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
         info.update(device=str(device), tf32=major >= 8, cudnn_benchmark=True)
-    else:
-        cpus = int(os.environ.get("SLM_CPUS") or os.cpu_count() or 1)
-        threads = max(1, min(cpus // max(1, concurrent_sessions), 32))
-        torch.set_num_threads(threads)
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLAS_NUM_THREADS"):
-            os.environ[var] = str(threads)
-        info.update(device="cpu", torch_threads=threads)
+    budget = thread_budget(concurrent_sessions)
+    threads = budget.join()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    info.setdefault("device", "cpu")
+    info.update(torch_threads=threads, lab_processes=max(len(budget.members()), budget.floor), budget=budget)
     return info
