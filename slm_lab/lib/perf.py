@@ -97,19 +97,19 @@ class ThreadBudget:
         cap: int | None = None,
         fixed: int | None = None,
         floor: int = 1,
-        pid: int | None = None,
     ) -> None:
         self.cores = max(1, cores)
         self.folder = folder
         self.cap = cap
         self.fixed = fixed
         self.floor = max(1, floor)
-        self.pid = os.getpid() if pid is None else pid
+        self.pid = os.getpid()
         self.token = _start_token(self.pid)
         self.joined = 0
         self.exit_hook = False
         self.listed = False  # False when the folder could not be written: the share is then cores // floor
         self.threads = self.share(self.floor, 0)
+        self.processes = self.floor  # lab processes counted at the last refresh
         self.next_check = 0.0
 
     @property
@@ -181,7 +181,7 @@ class ThreadBudget:
         threads = self.share(n, rank)
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-        self.threads = threads
+        self.threads, self.processes = threads, n
         return threads
 
     def maybe_refresh(self) -> None:
@@ -239,5 +239,5 @@ def setup_perf(device: torch.device, concurrent_sessions: int = 1) -> dict[str, 
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     info.setdefault("device", "cpu")
-    info.update(torch_threads=threads, lab_processes=max(len(budget.members()), budget.floor), budget=budget)
+    info.update(torch_threads=threads, lab_processes=budget.processes, budget=budget)
     return info
