@@ -43,6 +43,10 @@ class Agent:
     def save(self, model_prepath: str, ckpt: str | None = None) -> None:
         self.algorithm.save(model_prepath, ckpt)
 
+    def copy_saved(self, model_prepath: str, ckpt: str) -> None:
+        """The ``ckpt`` model files as copies of the latest ones, saved since the last update."""
+        self.algorithm.copy_saved(model_prepath, ckpt)
+
     def state_dict(self) -> dict[str, Any]:
         """Algorithm state (schedulers, normalizers) and the last loss; the memory has its own file."""
         return {"algorithm": self.algorithm.state_dict(), "loss": self.loss}

@@ -51,8 +51,9 @@ SessionReporter = Callable[[int, float, dict[str, Any] | None], None]
 # checkpoint its sessions have all reached
 TrialReporter = Callable[[int, float, dict[str, Any] | None], None]
 
-# Checkpoint files (CSV, metrics) are written at every checkpoint; graphs, the slow part, at most this often (wall
-# seconds) and always at the end of the session, so that frequent checkpoints do not throttle training.
+# A session's checkpoint files (CSV, metrics) are written at every checkpoint; its graphs and the refresh of the
+# trial's files, the slow parts, at most this often (wall seconds), so that frequent checkpoints do not throttle
+# training. The session's graphs are always drawn at its end, the trial's by the trial when every session is done.
 GRAPH_INTERVAL = 60.0
 # The full state (memory included, which can be large) is written at a checkpoint at most this often (wall
 # seconds), and always at the end of the session and when a signal stops it (→D10).
@@ -264,7 +265,7 @@ class Session:
         if self.learning:
             self.agent.save(model_prepath)
             if self.eval_env is None and self.tracker.is_best(row):
-                self.save_best()
+                self.save_best(latest_saved=True)
         metrics = None
         if len(self.tracker.rows) > 2:
             metrics = self.analyze(self.df_mode, self.plot_due())
@@ -323,8 +324,14 @@ class Session:
                 )
         return float(np.mean(returns)) if returns else math.nan
 
-    def save_best(self) -> None:
-        self.agent.save(self.spec["meta"]["model_prepath"], ckpt="ckpt-best")
+    def save_best(self, latest_saved: bool = False) -> None:
+        """ckpt-best: the model files (copies of the latest ones when they were ``latest_saved`` at this step) and
+        the state that goes with them."""
+        model_prepath = self.spec["meta"]["model_prepath"]
+        if latest_saved:
+            self.agent.copy_saved(model_prepath, "ckpt-best")
+        else:
+            self.agent.save(model_prepath, ckpt="ckpt-best")
         self.save_best_state()
 
     def plot_due(self) -> bool:
@@ -340,12 +347,13 @@ class Session:
         """The dataframe the trial is judged on: the evaluations' with rigorous_eval, else the training one."""
         return "eval" if self.eval_env is not None else "train"
 
-    def analyze(self, df_mode: str, plot: bool) -> dict[str, Any]:
-        """Write the session files of ``df_mode`` (train or eval); session 0 of a learning run then refreshes
-        the trial analysis from the session files on disk."""
+    def analyze(self, df_mode: str, plot: bool, refresh_trial: bool = True) -> dict[str, Any]:
+        """Write the session files of ``df_mode`` (train or eval). At a checkpoint with graphs due, session 0 of
+        a learning run also refreshes the trial's files from the session files on disk, so that a trial stopped
+        early has them at most ``GRAPH_INTERVAL`` seconds old; the final trial analysis belongs to ``Trial``."""
         tracker = self.eval_tracker if df_mode == "eval" and self.eval_tracker is not None else self.tracker
         metrics = analysis.analyze_session(self.spec, tracker.df, df_mode, plot=plot)
-        if self.index == 0 and self.learning and df_mode == self.trial_df_mode:
+        if refresh_trial and plot and self.index == 0 and self.learning and df_mode == self.trial_df_mode:
             session_metrics = analysis.load_session_metrics(self.trial_spec, df_mode)
             if session_metrics:
                 analysis.analyze_trial(self.trial_spec, session_metrics, plot=plot)
@@ -428,9 +436,9 @@ class Session:
     def close(self) -> dict[str, Any]:
         """Final analysis with graphs, latest model and state, close the envs. Returns the {scalar, local}
         metrics the trial is judged on (the evaluations' with rigorous_eval)."""
-        metrics = self.analyze(self.df_mode, plot=True)
+        metrics = self.analyze(self.df_mode, plot=True, refresh_trial=False)
         if self.eval_env is not None:
-            metrics = self.analyze("eval", plot=True)
+            metrics = self.analyze("eval", plot=True, refresh_trial=False)
         if analysis.log_extra_enabled():
             logger.info(analysis.session_metrics_line(self.index, metrics["scalar"]))
         if self.learning:

@@ -49,6 +49,27 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], binary: boo
         raise
 
 
+def snapshot_file(src: str | Path, dst: str | Path) -> None:
+    """Make ``dst`` a copy of ``src`` as it is now, atomically. A hard link when the filesystem allows it (no
+    bytes copied): every lab file is replaced through ``atomic_write``, never rewritten in place, so the link
+    keeps this version after ``src`` is replaced. A plain copy otherwise."""
+    import shutil
+
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:  # no hard links here (some network or Windows filesystems)
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
     """Atomically write ``obj`` as JSON (NaN is written as ``NaN``, which Python's json reads back)."""
     atomic_write(path, lambda f: json.dump(to_jsonable(obj), f, indent=indent))

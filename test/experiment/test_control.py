@@ -104,6 +104,46 @@ def test_session_state_round_trip(data_dir: Path, monkeypatch: pytest.MonkeyPatc
     fresh.env.close()
 
 
+def test_ckpt_best_copies_the_latest_files_and_keeps_them_when_they_are_replaced(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ckpt-best taken from the latest files just saved holds those weights after the latest files move on."""
+    monkeypatch.setenv("PY_ENV", "test")
+    spec = session_spec(256)
+    session = Session(copy.deepcopy(spec), "train")
+    prepath = spec["meta"]["model_prepath"]
+    net = session.agent.algorithm.net
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    session.agent.save(prepath)
+    session.save_best(latest_saved=True)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    session.agent.save(prepath)
+    best = torch.load(f"{prepath}_ckpt-best_net_model.pt", weights_only=True)
+    latest = torch.load(f"{prepath}_net_model.pt", weights_only=True)
+    assert all(torch.equal(best[k], before[k]) for k in before)
+    assert all(torch.equal(latest[k], before[k] + 1.0) for k in before if before[k].is_floating_point())
+    assert Path(f"{prepath}_ckpt-best_net_optim.pt").is_file()
+    assert Path(f"{prepath}_ckpt-best_state.pt").is_file()
+    session.close_envs()
+
+
+def test_a_trial_analyses_itself_once_at_its_end(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints within GRAPH_INTERVAL of each other leave the trial files to the trial's final analysis."""
+    from slm_lab.experiment import analysis
+    from slm_lab.experiment.control import Trial
+
+    monkeypatch.setenv("PY_ENV", "test")
+    calls = []
+    original = analysis.analyze_trial
+    monkeypatch.setattr(analysis, "analyze_trial", lambda *a, **k: calls.append(1) or original(*a, **k))
+    spec = session_spec(1000)
+    Trial(spec, "train").run()
+    assert len(calls) == 1
+    assert Path(f"{spec['meta']['info_prepath'].rsplit('_s', 1)[0]}_trial_metrics.json").is_file()
+
+
 def test_max_parallel_sessions_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLM_MAX_PARALLEL", "3")
     assert max_parallel_sessions(8) == 3

@@ -3,7 +3,7 @@
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,7 @@ from torch import nn
 
 from slm_lab.agent.memory.base import Memory
 from slm_lab.agent.net.base import OptimPair, TrainingChecker, train_step
-from slm_lab.lib.io_util import load_torch_file, save_torch_file
+from slm_lab.lib.io_util import load_torch_file, save_torch_file, snapshot_file
 from slm_lab.lib.schedule import VarScheduler
 from slm_lab.registry import Registry
 
@@ -183,13 +183,27 @@ class Algorithm(ABC):
         for name, optim in self.optims.items():
             optim.load_state_dict(state["optims"][name])
 
-    def save(self, model_prepath: str, ckpt: str | None = None) -> None:
-        """Write ``{model_prepath}[_{ckpt}]_{net}_model.pt`` and ``..._{net}_optim.pt`` atomically."""
+    def model_files(self, model_prepath: str, ckpt: str | None = None) -> dict[str, Callable[[], Any]]:
+        """``{model_prepath}[_{ckpt}]_{net}_model.pt`` and ``..._{net}_optim.pt`` -> the state each holds."""
         prefix = f"{model_prepath}_{ckpt}" if ckpt else model_prepath
+        files: dict[str, Callable[[], Any]] = {}
         for name, net in self.nets.items():
-            save_torch_file(f"{prefix}_{name}_model.pt", net.state_dict())
+            files[f"{prefix}_{name}_model.pt"] = net.state_dict
             if name in self.optims:
-                save_torch_file(f"{prefix}_{name}_optim.pt", self.optims[name].state_dict())
+                files[f"{prefix}_{name}_optim.pt"] = self.optims[name].state_dict
+        return files
+
+    def save(self, model_prepath: str, ckpt: str | None = None) -> None:
+        """Write the ``model_files`` atomically."""
+        for path, state in self.model_files(model_prepath, ckpt).items():
+            save_torch_file(path, state())
+
+    def copy_saved(self, model_prepath: str, ckpt: str) -> None:
+        """Make the ``ckpt`` model files copies of the latest ones, which must have been saved since the last
+        update: ckpt-best at a log checkpoint, without serialising the same weights twice."""
+        latest = self.model_files(model_prepath)
+        for src, dst in zip(latest, self.model_files(model_prepath, ckpt), strict=True):
+            snapshot_file(src, dst)
 
     def load(self, model_prepath: str, ckpt: str | None = None, load_optim: bool = True) -> None:
         prefix = f"{model_prepath}_{ckpt}" if ckpt else model_prepath
