@@ -82,8 +82,9 @@ def run(
         typer.Option(
             "--profile",
             envvar="PROFILE",
-            help="Time the loop's phases and write torch.profiler traces and a summary to {predir}/profiler/ "
-            "(dev, train, enjoy)",
+            help="Time the loop's phases and write torch.profiler traces, profiler_summary.json and "
+            "profiling_dashboard.html to {predir}/profiler/; a fresh train runs as dev (one session), "
+            "train@FOLDER continues as saved",
         ),
     ] = False,
     cuda_offset: Annotated[
@@ -152,6 +153,10 @@ def run(
         )
     if profile and lab_mode == "search":
         _fail("--profile times the sessions of one trial: use it with dev or train, not search")
+    if profile and lab_mode == "train" and not target:
+        # a profile is of one session with dev's checks on; train@FOLDER keeps its target and continues the trial
+        # as saved, so that profiling a resumed run loses none of its sessions
+        lab_mode = "dev"
     if threads is not None:
         _export_flags(SLM_THREADS=threads)
     _export_flags(

@@ -26,7 +26,7 @@ from slm_lab.errors import CheckpointError, Interrupted, LabError, SessionFailed
 from slm_lab.experiment import analysis
 from slm_lab.experiment.checkpoint import has_resume_state, read_resume_state, write_resume_state
 from slm_lab.experiment.metrics import MetricsTracker
-from slm_lab.experiment.profile import SessionProfiler, profile_enabled
+from slm_lab.experiment.profile import SessionProfiler, profile_enabled, write_trial_profile
 from slm_lab.experiment.progress import Progress
 from slm_lab.experiment.tensorboard_log import TensorBoardLog
 from slm_lab.lib.io_util import save_torch_file
@@ -725,6 +725,8 @@ class Trial:
             session_metrics = self.run_sessions()
             metrics = analysis.analyze_trial(self.spec, session_metrics, plot=True)
             self.metrics = metrics
+            if profile_enabled():
+                write_trial_profile(self.spec["meta"]["predir"], f"{self.spec['name']}_t{self.index}")
             logger.info(analysis.trial_metrics_line(metrics["scalar"]))
             logger.info(analysis.trial_stats_line(metrics["scalar"], len(session_metrics)))
             logger.info(f"Trial {self.index} done")

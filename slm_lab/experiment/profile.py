@@ -6,7 +6,9 @@ checkpoint, final analysis), so the loop itself holds no timing code and a sessi
 nothing.
 """
 
+import html
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["PHASES", "PhaseTimer", "SessionProfiler", "profile_enabled"]
+from slm_lab.lib.io_util import atomic_write, read_json, write_json
+
+__all__ = ["PHASES", "PhaseTimer", "SessionProfiler", "profile_enabled", "write_trial_profile"]
 
 # phase -> what it covers
 PHASES = {
@@ -28,6 +32,8 @@ PHASES = {
 # the window of loop steps torch.profiler records: skip the first steps (set-up, warm-up of lazy modules and of
 # the memory), warm the profiler up, then record long enough to hold several training updates
 PROFILE_WAIT, PROFILE_WARMUP, PROFILE_ACTIVE = 200, 20, 300
+TOP_OPS = 20  # operators listed in a session's summary
+SUMMARY_FILE, DASHBOARD_FILE = "profiler_summary.json", "profiling_dashboard.html"
 
 
 def profile_enabled() -> bool:
@@ -122,7 +128,8 @@ class SessionProfiler:
     (``PROFILE_WAIT`` steps skipped, then up to ``PROFILE_ACTIVE`` recorded, with CPU and, on a GPU, CUDA activity),
     written under ``{predir}/profiler/`` for TensorBoard (``tensorboard --logdir {predir}/profiler``) or
     ``chrome://tracing`` / Perfetto. At the end of the session ``profiler/{name}_t{t}_s{s}_summary.txt`` holds the
-    phase table and the top operators of the window, and the session logs it."""
+    phase table and the top operators of the window, ``..._summary.json`` the same figures with peak memory, and
+    the session logs the table; the trial then gathers its sessions' figures (``write_trial_profile``)."""
 
     def __init__(self, session: Any) -> None:
         meta = session.spec["meta"]
@@ -145,6 +152,7 @@ class SessionProfiler:
             ),
             on_trace_ready=torch.profiler.tensorboard_trace_handler(str(self.folder), worker_name=self.name),
         )
+        self.cuda = cuda
         self.sort_key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
         self.timer = PhaseTimer(label=True, sync=cuda)
         self.timer.on_step = self.profiler.step
@@ -170,17 +178,136 @@ class SessionProfiler:
         self.stopped = True
         self.profiler.stop()
         try:
-            ops = self.profiler.key_averages().table(sort_by=self.sort_key, row_limit=20)
+            averages = self.profiler.key_averages()
+            ops = averages.table(sort_by=self.sort_key, row_limit=TOP_OPS)
+            top = _top_ops(averages, self.cuda)
         except (AssertionError, RuntimeError):  # no step of the window was recorded
-            ops = "(no operators recorded: the run ended before the profiled window)"
+            ops, top = "(no operators recorded: the run ended before the profiled window)", []
+        window = (self.wait + self.warmup, self.wait + self.warmup + self.active)
         text = (
             f"Where the time went in {self.name} ({self.timer.steps} env steps)\n\n{self.timer.table()}\n\n"
-            f"Top operators in the profiled window (env steps {self.wait + self.warmup}-"
-            f"{self.wait + self.warmup + self.active}), by self time:\n{ops}\n"
+            f"Top operators in the profiled window (env steps {window[0]}-{window[1]}), by self time:\n{ops}\n"
         )
-        path = self.folder / f"{self.name}_summary.txt"
-        path.write_text(text, encoding="utf-8")
+        atomic_write(self.folder / f"{self.name}_summary.txt", lambda f: f.write(text))
+        write_json(self.folder / f"{self.name}_summary.json", self.figures(window, top))
         logger.info(
             f"Profile of {self.name}:\n{self.timer.table()}\nfull summary and traces in {self.folder}"
         )
         return text
+
+    def figures(self, window: tuple[int, int], top: list[dict[str, Any]]) -> dict[str, Any]:
+        """The session's profile as data: phase seconds and shares, env steps, peak memory, top operators."""
+        timer = self.timer
+        total = timer.loop_s + timer.seconds["analysis"]
+        return {
+            "session": self.name,
+            "device": "cuda" if self.cuda else "cpu",
+            "env_steps": timer.steps,
+            "seconds": total,
+            "phases": {
+                phase: {"seconds": share * total, "share": share} for phase, share in timer.shares().items()
+            },
+            "peak_rss_mb": _peak_rss_mb(),
+            "cuda_peak_allocated_mb": torch.cuda.max_memory_allocated() / 1024**2 if self.cuda else None,
+            "window_env_steps": list(window),
+            "top_ops": top,
+        }
+
+
+def _peak_rss_mb() -> float | None:
+    """The process's peak resident memory in MB (None where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return peak / (1024**2 if sys.platform == "darwin" else 1024)
+
+
+def _top_ops(averages: Any, cuda: bool) -> list[dict[str, Any]]:
+    """The ``TOP_OPS`` operators with the most self time (device time on a GPU), in milliseconds."""
+
+    def device_us(e: Any) -> float:
+        return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)))
+
+    key = device_us if cuda else (lambda e: float(e.self_cpu_time_total))
+    rows = sorted(averages, key=key, reverse=True)[:TOP_OPS]
+    return [
+        {
+            "name": e.key,
+            "calls": int(e.count),
+            "self_cpu_ms": e.self_cpu_time_total / 1e3,
+            "cpu_total_ms": e.cpu_time_total / 1e3,
+            **({"self_cuda_ms": device_us(e) / 1e3} if cuda else {}),
+        }
+        for e in rows
+    ]
+
+
+def write_trial_profile(predir: str | Path, prename: str) -> Path | None:
+    """Gather the summaries of the trial's sessions (``{prename}_s*_summary.json``) into
+    ``profiler/profiler_summary.json`` and draw ``profiler/profiling_dashboard.html``: each session's phase shares
+    as bars and its top operators. Returns the summary's path, None when no session wrote one."""
+    folder = Path(predir) / "profiler"
+    sessions = [read_json(p) for p in sorted(folder.glob(f"{prename}_s*_summary.json"))]
+    if not sessions:
+        return None
+    summary = {"trial": prename, "phases_covered": PHASES, "sessions": sessions}
+    path = folder / SUMMARY_FILE
+    write_json(path, summary)
+    page = _dashboard(summary)
+    atomic_write(folder / DASHBOARD_FILE, lambda f: f.write(page))
+    return path
+
+
+def _dashboard(summary: dict[str, Any]) -> str:
+    """A self-contained HTML page (no script, nothing fetched) of a trial's profile."""
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Profile of {esc(summary['trial'])}</title><style>",
+        "body{font-family:sans-serif;margin:2em;color:#222} table{border-collapse:collapse;margin:1em 0}",
+        "td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right} td:first-child,th:first-child"
+        "{text-align:left} .bar{background:#1f77b4;height:12px;display:inline-block}",
+        "</style></head><body>",
+        f"<h1>Where the time went: {esc(summary['trial'])}</h1>",
+    ]
+    for s in summary["sessions"]:
+        fps = s["env_steps"] / s["seconds"] if s["seconds"] else 0.0
+        cuda = s.get("cuda_peak_allocated_mb")
+        rss = s.get("peak_rss_mb")
+        memory = "" if rss is None else f"; peak RSS {rss:.0f} MB"
+        if cuda is not None:
+            memory += f", CUDA peak {cuda:.0f} MB"
+        parts.append(
+            f"<h2>{esc(s['session'])}</h2><p>{s['env_steps']} env steps in {s['seconds']:.1f} s "
+            f"({fps:.0f} env steps/s) on {esc(s['device'])}{memory}</p>"
+        )
+        parts.append("<table><tr><th>phase</th><th>seconds</th><th>share</th><th></th></tr>")
+        for phase, row in s["phases"].items():
+            width = round(300 * row["share"])
+            parts.append(
+                f"<tr><td title='{esc(PHASES.get(phase, 'the rest of the loop'))}'>{esc(phase)}</td>"
+                f"<td>{row['seconds']:.2f}</td><td>{row['share']:.1%}</td>"
+                f"<td style='text-align:left'><span class='bar' style='width:{width}px'></span></td></tr>"
+            )
+        parts.append("</table>")
+        if s["top_ops"]:
+            first, last = s["window_env_steps"]
+            cuda_col = "self_cuda_ms" in s["top_ops"][0]
+            parts.append(
+                f"<p>Top operators, env steps {first}-{last}</p><table><tr><th>operator</th><th>calls</th>"
+                "<th>self CPU ms</th><th>CPU total ms</th>"
+                + ("<th>self CUDA ms</th>" if cuda_col else "")
+                + "</tr>"
+            )
+            for op in s["top_ops"]:
+                cells = [str(op["calls"]), f"{op['self_cpu_ms']:.2f}", f"{op['cpu_total_ms']:.2f}"]
+                if cuda_col:
+                    cells.append(f"{op['self_cuda_ms']:.2f}")
+                parts.append(
+                    f"<tr><td>{esc(op['name'])}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+                )
+            parts.append("</table>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

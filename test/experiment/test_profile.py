@@ -1,6 +1,9 @@
 """Where a session's time goes: phase times (bin/benchmark), and --profile's traces and summary."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,6 +82,33 @@ def test_profile_writes_a_trace_and_a_summary(data_dir: Path, monkeypatch: pytes
     for phase in PHASES:
         assert f"\n{phase} " in summary
     assert "Top operators" in summary and "aten::" in summary
+    figures = json.loads((folder / f"{Path(spec['meta']['prepath']).name}_summary.json").read_text())
+    assert set(figures["phases"]) == {*PHASES, "other"}
+    assert sum(row["share"] for row in figures["phases"].values()) == pytest.approx(1.0)
+    assert figures["env_steps"] == 2048 // 2 and figures["peak_rss_mb"] > 0
+    assert figures["top_ops"] and all(op["calls"] > 0 for op in figures["top_ops"])
+
+
+def test_train_with_profile_runs_one_session_as_dev_and_writes_the_trial_summary(tmp_path: Path) -> None:
+    """A fresh ``train --profile`` takes dev's overrides (one session of the fixture's two) and the trial gathers
+    its sessions' figures into profiler_summary.json and a self-contained dashboard."""
+    env = {**os.environ, "SLM_DATA_DIR": str(tmp_path / "data")}
+    env.pop("PY_ENV", None)
+    spec_file = Path(__file__).resolve().parents[1] / "fixtures" / "ppo_cartpole_tiny.json"
+    args = ["run", str(spec_file), "ppo_cartpole_tiny", "train", "--profile", "-s", "max_frame=600"]
+    out = subprocess.run(
+        [sys.executable, "-m", "slm_lab.cli.main", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    (predir,) = (tmp_path / "data").iterdir()
+    sessions = sorted(p.name for p in (predir / "info").glob("*_session_df_train.csv"))
+    assert sessions == ["ppo_cartpole_tiny_t0_s0_session_df_train.csv"]
+    summary = json.loads((predir / "profiler" / "profiler_summary.json").read_text())
+    assert summary["trial"] == "ppo_cartpole_tiny_t0"
+    assert [s["session"] for s in summary["sessions"]] == ["ppo_cartpole_tiny_t0_s0"]
+    page = (predir / "profiler" / "profiling_dashboard.html").read_text()
+    assert "ppo_cartpole_tiny_t0_s0" in page and "<script" not in page and "http" not in page
 
 
 def test_profile_is_refused_for_a_search() -> None:
