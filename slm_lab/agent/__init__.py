@@ -1,6 +1,7 @@
 """The agent: an Algorithm with its Net(s) and Memory, built in one place from the spec."""
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ class Agent:
         self.memory = memory
         self.learning = mode not in ("enjoy", "eval")
         self.loss = math.nan
+        self.train_seconds = 0.0  # wall seconds spent in training updates, which the thread tuner compares
 
     def act(self, state: np.ndarray) -> np.ndarray:
         return self.algorithm.act(state)
@@ -34,7 +36,9 @@ class Agent:
         self.memory.update(state, action, step.reward, step.next_state, step.terminated, step.truncated)
         self.algorithm.on_step(state, action, step)
         if self.memory.ready():
+            start = time.perf_counter()
             loss = self.algorithm.train()
+            self.train_seconds += time.perf_counter() - start
             self.memory.on_train()
             if not math.isnan(loss):
                 self.loss = loss

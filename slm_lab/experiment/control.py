@@ -191,7 +191,7 @@ class Session:
                 if progress is not None:
                     progress.update(clock.frame)
                 if threads is not None:
-                    threads.maybe_refresh()
+                    threads.maybe_refresh(agent.train_seconds, clock.opt_step)
                 if self.stop_signal is not None:
                     break
         finally:

@@ -14,9 +14,21 @@ pruned by the next reader. Each process takes ``cores // n`` threads for the ``n
 ``cores % n`` one more), at least 1 and at most 32, and looks again about once a second while it runs, so a run
 started alone gives cores back when a second one starts and takes them again when it ends.
 
+Within its share, how many threads: more threads help big batched matrix products (SAC's 256-row batches through
+256-wide layers, Atari's convolutions) and hurt small ones, where waking the other threads costs more than they save
+(PPO's 64-row minibatches through the same layers ran 15–35% faster on one thread than on two). No rule of thumb
+predicts which, so a ``ThreadTuner`` measures it: once the session trains, it times the training updates (seconds per
+optimizer step) for a window of at least ``TUNE_SECONDS`` of training at each candidate count (1, half the share,
+the share), keeps the fastest, and measures again every ``RETUNE_INTERVAL`` seconds and whenever the share changes.
+
 Overrides: ``--no-optimize-perf`` (``OPTIMIZE_PERF=false``) leaves torch's threads as torch sets them and joins
-nothing; ``SLM_THREADS=N`` fixes this process's threads at N (it is still listed, so the others count it); inside a
-search trial ``SLM_CPUS`` is the trial's share of the cores and caps its sessions' threads.
+nothing; ``SLM_THREADS=N`` fixes this process's threads at N (it is still listed, so the others count it) and turns the tuner
+off; inside a search trial ``SLM_CPUS`` is the trial's share of the cores and caps its sessions' threads.
+
+Reproducibility: the thread count does not change the result of the products and gradients the lab's nets compute,
+but torch sums a large tensor (hundreds of thousands of elements) in per-thread parts, so such a sum can differ in its
+last bits between thread counts. The lab's losses are means over minibatches far below that size; pin ``--threads``
+to rule it out.
 """
 
 import atexit
@@ -27,13 +39,17 @@ import time
 from pathlib import Path
 
 import torch
+from loguru import logger
 
 from slm_lab.errors import LabError
 
-__all__ = ["ThreadBudget", "machine_cores", "setup_perf"]
+__all__ = ["ThreadBudget", "ThreadTuner", "machine_cores", "setup_perf"]
 
 MAX_THREADS = 32
 REFRESH_INTERVAL = 1.0  # seconds between two looks at the other lab processes
+TUNE_SECONDS = 0.5  # seconds of training a thread count is timed over, at least
+RETUNE_INTERVAL = 300.0  # seconds after which the tuner measures again, in case the work changed
+TUNE_MARGIN = 1.05  # fewer threads than the share must be this much faster to be kept
 
 
 def machine_cores() -> int:
@@ -80,14 +96,77 @@ def registry_dir() -> Path:
     )
 
 
+class ThreadTuner:
+    """The fastest torch thread count for training within a share of ``share`` threads.
+
+    ``observe(train_seconds, opt_steps, now)`` is given the session's running totals of time spent in training
+    updates and of optimizer steps, and returns the thread count to use from now on. The first window runs at the
+    share and is not counted (the first updates allocate their buffers), then each candidate runs for a window of
+    at least ``TUNE_SECONDS`` of training and one optimizer step, in the order share → 1 → 1 → share (with half
+    the share in between on bigger machines), so that a machine slowly getting busier or freer favours none of
+    them. A candidate's cost is its seconds per optimizer step over its two windows. The fastest is kept (the share
+    unless another beats it by ``TUNE_MARGIN``) until ``RETUNE_INTERVAL`` has passed.
+    """
+
+    def __init__(self, share: int, warm_up: bool = True) -> None:
+        self.share = share
+        self.candidates = sorted({1, (share + 1) // 2, share}, reverse=True)
+        self.rounds = self.candidates + self.candidates[::-1]
+        self.queue = ([share] if warm_up else []) + self.rounds
+        self.totals: dict[int, tuple[float, int]] = {}  # candidate -> (train seconds, optimizer steps) timed
+        self.mark: tuple[float, int] | None = None  # (train_seconds, opt_steps) where the window began
+        self.best = share
+        self.tuned_at: float | None = None
+
+    @property
+    def probing(self) -> bool:
+        return bool(self.queue) and self.share > 1
+
+    @property
+    def threads(self) -> int:
+        return self.queue[0] if self.probing else self.best
+
+    def observe(self, train_seconds: float, opt_steps: int, now: float) -> int:
+        if not self.probing:
+            if self.tuned_at is not None and now - self.tuned_at >= RETUNE_INTERVAL:
+                self.queue, self.totals, self.mark = list(self.rounds), {}, None
+            return self.threads
+        if self.mark is None:
+            self.mark = (train_seconds, opt_steps)
+            return self.threads
+        seconds, steps = train_seconds - self.mark[0], opt_steps - self.mark[1]
+        if seconds < TUNE_SECONDS or steps < 1:
+            return self.threads
+        threads = self.queue.pop(0)
+        if len(self.queue) < len(self.rounds):  # not the warm-up window
+            timed_s, timed_steps = self.totals.get(threads, (0.0, 0))
+            self.totals[threads] = (timed_s + seconds, timed_steps + steps)
+        self.mark = (train_seconds, opt_steps)
+        if not self.queue:
+            costs = self.costs
+            fastest = min(costs, key=costs.__getitem__)
+            self.best = self.share if costs[self.share] <= TUNE_MARGIN * costs[fastest] else fastest
+            self.tuned_at = now
+            shown = ", ".join(f"{n}: {1e3 * c:.3g} ms" for n, c in sorted(costs.items()))
+            logger.debug(f"torch threads: {self.best} of {self.share} (per optimizer step {shown})")
+        return self.threads
+
+    @property
+    def costs(self) -> dict[int, float]:
+        """Seconds per optimizer step of each candidate timed so far."""
+        return {n: seconds / steps for n, (seconds, steps) in self.totals.items()}
+
+
 class ThreadBudget:
     """This process's torch threads: its share of ``cores`` among the lab processes listed in ``folder``.
 
     ``join`` lists the process, ``leave`` unlists it (joins are counted, so nested sessions in one process list it
     once), ``refresh`` re-reads the list and resizes torch's thread pool when the share changed; ``maybe_refresh``
-    does so at most once per ``REFRESH_INTERVAL`` and is cheap enough to call every step. ``cap`` bounds the
-    threads (a search trial's ``SLM_CPUS``), ``fixed`` pins them (``SLM_THREADS``), ``floor`` is the number of
-    processes assumed at least (the sessions a trial starts together, before they have all listed themselves).
+    does so at most once per ``REFRESH_INTERVAL`` and is cheap enough to call every step. Given the session's
+    training totals, ``maybe_refresh`` also lets a ``ThreadTuner`` choose the thread count within the share.
+    ``cap`` bounds the threads (a search trial's ``SLM_CPUS``), ``fixed`` pins them (``SLM_THREADS``, no tuning),
+    ``floor`` is the number of processes assumed at least (the sessions a trial starts together, before they have
+    all listed themselves). ``threads`` is the count in use, ``share_threads`` the share.
     """
 
     def __init__(
@@ -108,9 +187,10 @@ class ThreadBudget:
         self.joined = 0
         self.exit_hook = False
         self.listed = False  # False when the folder could not be written: the share is then cores // floor
-        self.threads = self.share(self.floor, 0)
+        self.share_threads = self.threads = self.share(self.floor, 0)
         self.processes = self.floor  # lab processes counted at the last refresh
         self.next_check = 0.0
+        self.tuner: ThreadTuner | None = None
 
     @property
     def entry(self) -> Path:
@@ -118,6 +198,7 @@ class ThreadBudget:
 
     def join(self) -> int:
         self.joined += 1
+        self.tuner = None  # a new session: its training is timed afresh
         if self.joined == 1:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -173,20 +254,28 @@ class ThreadBudget:
         threads = max(1, base + (1 if rank < extra else 0))
         return max(1, min(threads, self.cap or MAX_THREADS, MAX_THREADS))
 
-    def refresh(self) -> int:
-        self.next_check = time.monotonic() + REFRESH_INTERVAL
+    def refresh(self, train_seconds: float | None = None, opt_steps: int = 0) -> int:
+        """Re-read the listing and set torch's threads: the share, or within it the tuner's choice when the
+        session's training totals are given. Returns the threads in use."""
+        now = time.monotonic()
+        self.next_check = now + REFRESH_INTERVAL
         members = self.members()
         n = max(len(members), self.floor)
         rank = members.index(self.pid) if self.pid in members else 0
-        threads = self.share(n, rank)
+        share = self.share(n, rank)
+        threads = share
+        if train_seconds is not None and self.fixed is None:
+            if self.tuner is None or self.tuner.share != share:
+                self.tuner = ThreadTuner(share, warm_up=self.tuner is None)
+            threads = self.tuner.observe(train_seconds, opt_steps, now)
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-        self.threads, self.processes = threads, n
+        self.threads, self.share_threads, self.processes = threads, share, n
         return threads
 
-    def maybe_refresh(self) -> None:
+    def maybe_refresh(self, train_seconds: float | None = None, opt_steps: int = 0) -> None:
         if time.monotonic() >= self.next_check:
-            self.refresh()
+            self.refresh(train_seconds, opt_steps)
 
 
 _BUDGET: ThreadBudget | None = None

@@ -192,3 +192,128 @@ def test_two_processes_started_at_once_each_take_half(tmp_path: Path) -> None:
     outputs = [proc.communicate(timeout=60)[0].split() for proc in procs]
     assert outputs == [["8", "8"], ["8", "8"]]
     assert not list((tmp_path / "reg").iterdir())  # each unlisted itself at exit
+
+
+# the thread tuner: which count within the share trains fastest ------------------------------------------------
+def _feed(tuner: perf.ThreadTuner, windows: dict[int, float], steps: int = 100) -> float:
+    """Run the tuner's windows: at each thread count it asks for, train ``steps`` optimizer steps at the cost per
+    step given for that count (the warm-up window costs 1 s per step, which must not count). Returns the clock."""
+    train_s, opt, now = 0.0, 0, 0.0
+    tuner.observe(train_s, opt, now)
+    while tuner.probing:
+        threads = tuner.threads
+        cost = 1.0 if len(tuner.queue) > len(tuner.rounds) else windows[threads]
+        train_s, opt, now = train_s + cost * steps, opt + steps, now + cost * steps
+        tuner.observe(train_s, opt, now)
+    return now
+
+
+def test_the_tuner_keeps_the_thread_count_with_the_fastest_optimizer_steps() -> None:
+    tuner = perf.ThreadTuner(16)
+    assert tuner.candidates == [16, 8, 1] and tuner.threads == 16  # the warm-up window runs at the share
+    _feed(tuner, {16: 0.004, 8: 0.003, 1: 0.005})
+    assert tuner.best == 8 and tuner.threads == 8
+    assert tuner.costs == pytest.approx({16: 0.004, 8: 0.003, 1: 0.005})
+
+
+def test_the_tuner_keeps_the_share_unless_fewer_threads_are_clearly_faster() -> None:
+    tuner = perf.ThreadTuner(2)
+    assert tuner.candidates == [2, 1]
+    _feed(tuner, {2: 0.00102, 1: 0.001})  # 2% apart: noise on a shared machine
+    assert tuner.threads == 2
+
+
+def test_a_window_needs_enough_training_before_it_counts() -> None:
+    tuner = perf.ThreadTuner(2, warm_up=False)
+    tuner.observe(0.0, 0, 0.0)
+    tuner.observe(perf.TUNE_SECONDS / 2, 1_000, 1.0)  # many steps, too little time
+    tuner.observe(10.0, 0, 2.0)  # much time, no optimizer step: a session not training yet
+    assert tuner.queue == [2, 1, 1, 2] and not tuner.costs
+    tuner.observe(perf.TUNE_SECONDS, 1_000, 3.0)
+    assert tuner.queue == [1, 1, 2] and tuner.threads == 1
+
+
+def test_the_tuner_measures_again_after_the_retune_interval() -> None:
+    tuner = perf.ThreadTuner(2)
+    now = _feed(tuner, {2: 0.002, 1: 0.001})
+    assert tuner.threads == 1
+    tuner.observe(1e9, 10**9, now + perf.RETUNE_INTERVAL / 2)
+    assert not tuner.probing
+    tuner.observe(1e9, 10**9, now + perf.RETUNE_INTERVAL)
+    assert tuner.probing and tuner.threads == 2 and tuner.queue == [2, 1, 1, 2]  # no warm-up the second time
+
+
+def test_the_budget_sets_the_tuned_count_and_tunes_again_when_its_share_changes(others) -> None:
+    setup_perf(torch.device("cpu"))
+    budget: ThreadBudget = perf._BUDGET
+    tuner = budget.tuner
+    assert tuner is None  # nothing to tune before the session trains
+    train_s, opt = 0.0, 0
+    costs = {16: 0.002, 8: 0.003, 1: 0.001}
+    budget.refresh(train_s, opt)
+    while budget.tuner.probing:
+        warm = len(budget.tuner.queue) > len(budget.tuner.rounds)
+        train_s += 1.0 if warm else 1000 * costs[budget.threads]
+        opt += 1000
+        budget.refresh(train_s, opt)
+    assert budget.threads == 1 and torch.get_num_threads() == 1 and budget.share_threads == 16
+    others(1)
+    assert budget.refresh(train_s, opt) == 8  # a new share: measured again, from the share down
+    assert budget.tuner.share == 8 and budget.tuner.queue == [8, 4, 1, 1, 4, 8]
+
+
+def test_a_pinned_thread_count_is_not_tuned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLM_THREADS", "3")
+    setup_perf(torch.device("cpu"))
+    budget: ThreadBudget = perf._BUDGET
+    for step in range(5):
+        assert budget.refresh(10.0 * step, 1000 * step) == 3
+    assert budget.tuner is None
+
+
+def _tiny_session(max_frame: int):
+    from slm_lab.experiment.control import Session
+    from slm_lab.spec.loader import get_spec, override_spec, tick
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "ppo_cartpole_tiny.json"
+    spec = override_spec(get_spec(str(fixture), "ppo_cartpole_tiny", [f"max_frame={max_frame}"]), "train")
+    spec["meta"]["max_session"] = 1
+    tick(spec, "trial")
+    tick(spec, "session")
+    return Session(spec, "train")
+
+
+def test_the_thread_count_does_not_change_a_seeded_session(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    """What lets the tuner switch counts mid-run without costing reproducibility: the same seeded session on one
+    thread and on two writes the same CSV (apart from the clock columns)."""
+    import pandas as pd
+
+    monkeypatch.setenv("PY_ENV", "test")
+    dfs = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("SLM_THREADS", threads)
+        session = _tiny_session(1024)
+        session.run()
+        assert torch.get_num_threads() == int(threads)
+        csv = Path(f"{session.spec['meta']['info_prepath']}_session_df_train.csv")
+        dfs.append(pd.read_csv(csv).drop(columns=["wall_t", "fps"]))
+    pd.testing.assert_frame_equal(dfs[0], dfs[1], check_exact=True)
+
+
+def test_a_training_session_tunes_its_threads(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    """A real PPO session on a pretend 4-core machine, with windows short enough for its few updates: it times
+    each candidate count and ends on the fastest (which one depends on this machine)."""
+    monkeypatch.setenv("PY_ENV", "test")
+    monkeypatch.setattr(perf, "machine_cores", lambda: 4)
+    monkeypatch.setattr(perf, "REFRESH_INTERVAL", 0.0)
+    monkeypatch.setattr(perf, "TUNE_SECONDS", 0.0)
+    session = _tiny_session(2048)  # 16 updates of 128 frames: a warm-up window and two per candidate
+    budget = session.threads
+    session.run()
+    assert session.agent.train_seconds > 0
+    tuner = budget.tuner
+    assert tuner is not None and set(tuner.costs) == {4, 2, 1}
+    assert all(cost > 0 for cost in tuner.costs.values())
+    assert budget.threads == tuner.best

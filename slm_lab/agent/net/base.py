@@ -94,15 +94,10 @@ def train_step(
     snapshot = checker.before(pairs) if checker is not None else None
     grad_norms = []
     for pair in pairs:
-        if pair.clip_grad_val is not None:
-            norm = nn.utils.clip_grad_norm_(pair.params, pair.clip_grad_val, foreach=True)
+        if pair.clip_grad_val is not None or checker is not None:
+            norm = clip_grad_norm(pair.params, pair.clip_grad_val)
             if checker is not None:
                 grad_norms.append(float(norm))
-        elif checker is not None:
-            grads = [p.grad for p in pair.params if p.grad is not None]
-            grad_norms.append(
-                float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0
-            )
         pair.optim.step()
     if checker is not None and snapshot is not None:
         checker.after(pairs, snapshot, grad_norms)

@@ -96,5 +96,5 @@ def test_clip_grad_norm_matches_torch() -> None:
         (net(x) ** 2).sum().backward()
     expected = torch.nn.utils.clip_grad_norm_(a.parameters(), 0.1)
     norm = clip_grad_norm(list(b.parameters()), 0.1)
-    assert torch.allclose(norm, expected)
-    assert all(torch.allclose(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert torch.equal(norm, expected)  # bit for bit: switching to it changed no result
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters(), strict=True))
