@@ -469,7 +469,7 @@ class Session:
     def check_learned(self) -> None:
         """After a learning session, whose files are all written: an error when most of its updates were skipped
         for a non-finite loss, or when it never trained (a result it did not learn is not reported as one)."""
-        if not self.learning:
+        if not self.learning or not self.agent.algorithm.learns:
             return
         updates = self.agent.algorithm.updates
         total = updates["run"] + updates["skipped"]

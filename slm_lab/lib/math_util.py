@@ -275,17 +275,19 @@ def weighted_mean(per_sample: Tensor, weights: Tensor | None) -> Tensor:
 class TargetUpdate:
     """How target nets follow their online nets (the ``update_type``, ``update_frequency`` and ``polyak_coef`` net
     keys): ``polyak`` moves each target by τ toward its net on every call; ``replace`` copies when
-    ``frame % update_frequency < num_envs``, i.e. once per ``update_frequency`` frames of a vector env."""
+    ``frame % update_frequency < num_envs``, i.e. once per ``update_frequency`` frames of a vector env. A float
+    frequency is taken as it is, as the reference does: 2.5e3 copies every 2,500 frames, and a fraction of a frame
+    on every step."""
 
     update_type: str = "replace"
-    update_frequency: int = 1
+    update_frequency: float = 1
     polyak_coef: float = 0.0
 
     @classmethod
     def from_spec(cls, net_spec: dict[str, Any]) -> "TargetUpdate":
         return cls(
             net_spec.get("update_type", "replace"),
-            int(net_spec.get("update_frequency") or 1),
+            net_spec.get("update_frequency") or 1,
             float(net_spec.get("polyak_coef") or 0.0),
         )
 

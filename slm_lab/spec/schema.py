@@ -55,6 +55,7 @@ __all__ = [
     "PPOSILSpec",
     "PPOSpec",
     "PrioritizedReplaySpec",
+    "RandomSpec",
     "ReinforceSpec",
     "ReplaySpec",
     "SARSASpec",
@@ -142,6 +143,8 @@ class AlgorithmSpec(SpecModel):
     """Net keys that are optional in general but required by this algorithm."""
     FORBIDDEN_NET_KEYS: ClassVar[tuple[str, ...]] = ()
     """Net keys this algorithm must not be given (they would be silently meaningless)."""
+    USES_NET: ClassVar[bool] = True
+    """False: the algorithm builds no net, and ``agent.net`` is not read (it may be empty)."""
 
     name: str
     action_pdtype: str | None = "default"
@@ -149,6 +152,14 @@ class AlgorithmSpec(SpecModel):
     explore_var_spec: VarSchedulerSpec | None = None
     gamma: Fraction
     training_frequency: Frequency | None = None
+
+
+class RandomSpec(AlgorithmSpec):
+    """The random-action baseline: no net, no learning."""
+
+    USES_NET: ClassVar[bool] = False
+
+    gamma: Fraction = 0.99
 
 
 # how the policy gradient's weights (returns for Reinforce, advantages otherwise) are scaled before the loss:
@@ -323,6 +334,7 @@ ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {
     "DoubleDQN": DQNSpec,
     "SoftActorCritic": SoftActorCriticSpec,
     "CrossQ": CrossQSpec,
+    "Random": RandomSpec,
 }
 
 # Renamed algorithm keys (D9): alias -> canonical. Both given with different values is an error.
@@ -408,7 +420,8 @@ class NetSpec(SpecModel):
     optim_spec: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="Adam"))
     lr_scheduler_spec: ComponentSpec | None = None
     update_type: Literal["replace", "polyak"] = "replace"
-    update_frequency: Frequency = 1
+    # every how many frames a replace copies (frame % update_frequency < num_envs); a fraction copies every step
+    update_frequency: Frequency | PosNumber = 1
     polyak_coef: Fraction = 0.0
     gpu: Flag | Literal["auto"] | None = "auto"
     log_std_init: Number | None = None

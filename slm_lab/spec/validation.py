@@ -15,7 +15,8 @@ back to ints) and ``_canonical_number``. Never imports the loader; imports gymna
 import copy
 import difflib
 import math
-from typing import Any, NamedTuple
+import types
+from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin
 
 from loguru import logger
 from pydantic import BaseModel, ValidationError
@@ -71,9 +72,81 @@ def _canonical_number(value: str) -> str | None:
     return str(int(number)) if number.is_integer() else str(number)
 
 
+def _none_is_a_value(annotation: Any) -> bool:
+    """Whether a field of this type takes None as one of its values (``lam: Fraction | None``: no GAE)."""
+    if annotation is type(None) or annotation is Any:
+        return True
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _none_is_a_value(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return any(_none_is_a_value(arg) for arg in get_args(annotation))
+    return False
+
+
+def _drop_nulls(node: Any, model: type[BaseModel] | None = None) -> None:
+    """Remove the keys whose value is null from ``node`` and the dicts under it, in place: an explicit null means
+    "not set", so the key takes its default (or is reported missing), also a key the algorithm does not read. A null
+    stays where the section's ``model`` has a field that takes None as a value (``lam: null`` chooses n-step
+    returns), and inside lists (a null in ``out_layer_activation`` is a tail without activation)."""
+    if isinstance(node, dict):
+        fields = model.model_fields if model is not None else {}
+        for key in [k for k, v in node.items() if v is None]:
+            field = fields.get(key)
+            if field is None or not _none_is_a_value(field.annotation):
+                del node[key]
+        for key, value in node.items():
+            field = fields.get(key)
+            if field is None:
+                _drop_nulls(value)
+            elif (sub_model := _model_in(field.annotation)) is not None:
+                _drop_nulls(value, sub_model)
+            # any other field holds free-form data (a TorchArc ``arc``, where ``ReLU: null`` has no kwargs): as given
+    elif isinstance(node, list):
+        for item in node:
+            _drop_nulls(item)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The spec model a field holds (``VarSchedulerSpec | None`` -> VarSchedulerSpec), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Annotated, Union, types.UnionType):
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _section_model(section: Any, key: str, table: dict[str, type[BaseModel]]) -> type[BaseModel] | None:
+    name = section.get(key) if isinstance(section, dict) else None
+    return table.get(name) if isinstance(name, str) else None
+
+
+def _drop_spec_nulls(spec: dict[str, Any]) -> None:
+    """``_drop_nulls`` over the agent, env and meta sections, each with its model."""
+    agent = spec.get("agent")
+    if isinstance(agent, dict):
+        models = {
+            "algorithm": _section_model(agent.get("algorithm"), "name", ALGORITHM_SPECS),
+            "memory": _section_model(agent.get("memory"), "name", MEMORY_SPECS),
+            "net": _section_model(agent.get("net"), "type", NET_SPECS),
+            "critic_net": _section_model(agent.get("critic_net"), "type", NET_SPECS),
+        }
+        for key in [k for k, v in agent.items() if v is None]:
+            del agent[key]
+        for key, value in agent.items():
+            _drop_nulls(value, models.get(key))
+    _drop_nulls(spec.get("env"), EnvSpec)
+    _drop_nulls(spec.get("meta"), MetaSpec)
+
+
 def _normalize(spec: dict[str, Any]) -> list[str]:
-    """Rename algorithm key aliases (D9) and fill the meta defaults, in place. Returns alias-conflict errors."""
+    """Drop null keys (an explicit null means "not set", for any key, also one the algorithm does not read), rename
+    algorithm key aliases (D9) and fill the meta defaults, in place. Returns alias-conflict errors."""
     errors = []
+    _drop_spec_nulls(spec)
     agent = spec.get("agent")
     algorithm = agent.get("algorithm") if isinstance(agent, dict) else None
     if isinstance(algorithm, dict):
@@ -238,6 +311,8 @@ def _lookup(
 
 
 def _check_nets(agent: dict[str, Any], algo_cls: type[AlgorithmSpec] | None, check: _Check) -> None:
+    if algo_cls is not None and not algo_cls.USES_NET:
+        return  # the net section is not read (the Random baseline's is typically empty)
     net = agent.get("net")
     if isinstance(net, dict):
         net_cls = _lookup(net, "type", NET_SPECS, "agent.net", "net type", check)

@@ -23,7 +23,7 @@ from slm_lab.spec.loader import (
     tick,
     validate_spec,
 )
-from slm_lab.spec.schema import ALGORITHM_SPECS, MEMORY_SPECS, NET_SPECS
+from slm_lab.spec.schema import ALGORITHM_SPECS, MEMORY_SPECS, NET_SPECS, MetaSpec
 
 DEMO_JSON = SPEC_DIR / "benchmark" / "ppo" / "ppo_cartpole.json"
 DEMO_YAML = SPEC_DIR / "benchmark" / "ppo" / "ppo_cartpole.yaml"
@@ -576,3 +576,67 @@ def test_save_spec_writes_json(isolated: Path):
     validate_spec(saved, check_env=False)
     with pytest.raises(ValueError, match="session"):
         save_spec(spec, "session")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# null, Random, update_frequency
+
+
+def test_an_explicit_null_means_not_set_for_any_key(tmp_path: Path):
+    raw = json.loads((SPEC_DIR / "benchmark" / "crossq" / "crossq_pendulum.json").read_text())
+    name, spec = next(iter(raw.items()))
+    # keys CrossQ has no use for (no target net) and keys it reads, all null: each takes its default
+    spec["agent"]["net"].update(update_type=None, polyak_coef=None, update_frequency=None, clip_grad_val=None)
+    spec["agent"]["algorithm"]["training_start_step"] = None
+    spec["env"]["max_t"] = None
+    spec["meta"]["rigorous_eval"] = None
+    loaded = get_spec(str(write_spec(tmp_path, spec, name)), name)
+    assert "update_type" not in loaded["agent"]["net"] and "polyak_coef" not in loaded["agent"]["net"]
+    assert (
+        loaded["agent"]["algorithm"].get("training_start_step") is None
+    )  # a field where null is the default
+    assert loaded["meta"]["rigorous_eval"] == MetaSpec.model_fields["rigorous_eval"].default
+    # a null inside a list is a value and stays
+    spec["agent"]["net"]["out_layer_activation"] = [None, "tanh"]
+    loaded = get_spec(str(write_spec(tmp_path, spec, name)), name)
+    assert loaded["agent"]["net"]["out_layer_activation"] == [None, "tanh"]
+
+
+def test_a_required_key_given_null_is_reported_as_not_set(tmp_path: Path):
+    spec = demo()
+    spec["env"]["max_frame"] = None
+    assert "env.max_frame: field required" in spec_error(tmp_path, spec)
+
+
+def test_a_random_agent_needs_no_net(tmp_path: Path):
+    spec = demo()
+    spec["agent"] = {"name": "Random", "algorithm": {"name": "Random"}, "memory": {"name": "OnPolicyReplay"},
+                     "net": {}}  # fmt: skip
+    assert get_spec(str(write_spec(tmp_path, spec)), "my_spec")["agent"]["algorithm"]["name"] == "Random"
+
+
+@pytest.mark.parametrize("value", [0.5, 2.5e3, 1000])
+def test_update_frequency_may_be_a_float(tmp_path: Path, value: float):
+    raw = json.loads((SPEC_DIR / "benchmark" / "dqn" / "dqn_cartpole.json").read_text())
+    name, spec = next(iter(raw.items()))
+    spec["agent"]["net"]["update_frequency"] = value
+    loaded = get_spec(str(write_spec(tmp_path, spec, name)), name)
+    assert loaded["agent"]["net"]["update_frequency"] == value
+
+
+def test_a_fractional_update_frequency_replaces_the_target_every_step():
+    import torch
+
+    from slm_lab.lib.math_util import TargetUpdate
+
+    update = TargetUpdate.from_spec({"update_type": "replace", "update_frequency": 0.5})
+    for frame in (4, 7, 1001):
+        target, net = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        update([(target, net)], frame, num_envs=4)
+        assert torch.equal(target.weight, net.weight)
+    every_2500 = TargetUpdate.from_spec({"update_type": "replace", "update_frequency": 2.5e3})
+    target, net = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    every_2500([(target, net)], 2504, num_envs=4)
+    assert not torch.equal(target.weight, net.weight)
+    every_2500([(target, net)], 5000, num_envs=4)
+    assert torch.equal(target.weight, net.weight)

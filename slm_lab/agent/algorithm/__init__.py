@@ -5,6 +5,7 @@ from slm_lab.agent.algorithm.base import ALGORITHMS, Algorithm
 from slm_lab.agent.algorithm.dqn import DQN, DoubleDQN, DQNBase, VanillaDQN
 from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
 from slm_lab.agent.algorithm.ppo import PPO
+from slm_lab.agent.algorithm.random import Random
 from slm_lab.agent.algorithm.reinforce import Reinforce
 from slm_lab.agent.algorithm.sac import CrossQ, SoftActorCritic
 from slm_lab.agent.algorithm.sarsa import SARSA
@@ -24,6 +25,7 @@ __all__ = [
     "DQNBase",
     "DoubleDQN",
     "PolicyGradient",
+    "Random",
     "Reinforce",
     "SelfImitation",
     "SoftActorCritic",

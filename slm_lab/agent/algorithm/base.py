@@ -32,6 +32,8 @@ class Algorithm(ABC):
     (explore_var / entropy_coef / clip_eps). ``train()`` returns the loss, NaN when it did not train.
     """
 
+    learns = True  # False for a baseline that never updates (Random): its session is not expected to train
+
     def __init__(
         self, *, spec: dict[str, Any], env: Any, memory: Memory, device: torch.device, mode: str
     ) -> None:

@@ -28,13 +28,16 @@ __all__ = [
     "net_in_dim",
 ]
 
+# every activation torch.nn defines that maps a layer's output to one of the same size with default arguments:
+# not Threshold (its threshold and value have no default), GLU (it halves the width) or MultiheadAttention
+_NOT_ACTIVATIONS = {"Threshold", "GLU", "MultiheadAttention"}
 _ACTIVATIONS = {
-    cls.__name__.lower(): cls
-    for cls in (
-        nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus,
-        nn.Softsign, nn.Hardtanh, nn.Identity, nn.PReLU, nn.CELU, nn.Softmax, nn.LogSoftmax,
-    )
-}  # fmt: skip
+    name.lower(): getattr(nn, name)
+    for name in nn.modules.activation.__all__
+    if name not in _NOT_ACTIVATIONS and hasattr(nn, name)
+} | {"identity": nn.Identity}
+# activations over a dimension, taken as the feature dimension
+_DIM_ACTIVATIONS = (nn.Softmax, nn.Softmin, nn.LogSoftmax)
 # init gains need the functional name torch.nn.init.calculate_gain knows
 _GAIN_NAMES = {
     "relu": "relu",
@@ -56,7 +59,7 @@ def get_activation(name: str | None, key: str = "agent.net.hid_layers_activation
     cls = _ACTIVATIONS.get(_canon(name))
     if cls is None:
         raise SpecError(f"{key}: unknown activation {name!r}; valid names: {', '.join(sorted(_ACTIVATIONS))}")
-    return cls(dim=-1) if cls in (nn.Softmax, nn.LogSoftmax) else cls()
+    return cls(dim=-1) if cls in _DIM_ACTIVATIONS else cls()
 
 
 def build_mlp(

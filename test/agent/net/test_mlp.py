@@ -42,6 +42,21 @@ def test_layer_norm_and_batch_norm_options() -> None:
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in bn.modules())
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["ReLU6", "hardswish", "Hardsigmoid", "RReLU", "LogSigmoid", "Tanhshrink", "Softmin", "Softshrink"],
+)
+def test_any_torch_nn_activation_builds_by_name(name: str) -> None:
+    net = MLPNet({**NET_SPEC, "hid_layers_activation": name}, 4, 2)
+    assert any(type(m).__name__.lower() == name.lower() for m in net.modules())
+    assert net(torch.randn(3, 4)).shape == (3, 2)
+
+
+def test_an_activation_that_changes_the_width_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"unknown activation 'GLU'"):
+        get_activation("GLU")
+
+
 def test_unknown_names_raise_spec_errors_listing_valid_names() -> None:
     with pytest.raises(SpecError, match=r"unknown activation 'tanhh'.*tanh"):
         get_activation("tanhh")

@@ -1,0 +1,40 @@
+"""The random-action baseline: acts uniformly at random and never learns."""
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector.utils import batch_space
+
+from slm_lab.agent.algorithm.base import ALGORITHMS, Algorithm
+
+__all__ = ["Random"]
+
+
+@ALGORITHMS.register("Random")
+class Random(Algorithm):
+    """Uniformly random actions from the env's action space, one per env copy; no nets, no learning (``train``
+    returns NaN), so the dataframe shows what chance scores on the env.
+
+    The action space is seeded from torch's generator, which the session seeds, so a seeded session repeats its
+    actions. ``agent.net`` is not read and may be empty; the memory is filled and emptied as usual.
+
+    Spec example::
+
+        {"name": "Random", "algorithm": {"name": "Random"}, "memory": {"name": "OnPolicyReplay"}, "net": {}}
+    """
+
+    learns = False
+
+    def __init__(
+        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+    ) -> None:
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
+        self.actions = batch_space(env.action_space, env.num_envs)
+        self.actions.seed(int(torch.randint(2**31 - 1, ())))
+
+    def act(self, state: np.ndarray) -> np.ndarray:
+        return np.asarray(self.actions.sample())
+
+    def train(self) -> float:
+        return float("nan")
