@@ -39,7 +39,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from loguru import logger
 
-from slm_lab.env.atari import FRAME_SKIP, GameOverTracker, make_atari_env, make_atari_vec
+from slm_lab.env.atari import FRAME_SKIP, GameOverTracker, make_atari_env, make_atari_vec, native_vector
 from slm_lab.env.clock import Clock
 from slm_lab.env.registration import entry_point_str, find_gym_spec
 from slm_lab.env.render import FrameViewer, render_requested
@@ -150,7 +150,7 @@ class LabEnv:
         self.life_loss_info = self.is_atari and bool(kwargs.get("life_loss_info"))
         self._games = GameOverTracker(self.num_envs) if self.is_atari else None
         self.max_t = self._apply_time_limit(
-            env_spec.get("max_t"), gym_spec, kwargs, self.is_atari and self.is_venv
+            env_spec.get("max_t"), gym_spec, kwargs, self.is_atari and self.is_venv and native_vector(self.name)
         )
         self._viewer = FrameViewer(self.name) if render else None
         # True for a sync vector env, which returns its internal obs buffer (set by _make_gym_env)
@@ -231,7 +231,8 @@ class LabEnv:
             if self.is_atari:
                 kwargs.pop("render_mode", None)
                 if self.is_venv:
-                    self._snapshot_copies = render_mode is not None  # the native ALE vector env has none
+                    # the native ALE vector env has no copies to snapshot; the vector of preprocessed copies has
+                    self._snapshot_copies = render_mode is not None or not native_vector(self.name)
                     return make_atari_vec(self.name, self.num_envs, kwargs, render_mode)
                 return make_atari_env(self.name, kwargs, render_mode)
             if not self.is_venv:

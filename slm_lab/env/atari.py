@@ -36,9 +36,18 @@ def register_ale() -> None:
     gym.register_envs(ale_py)
 
 
+def native_vector(name: str) -> bool:
+    """Whether ale-py has a native vector env for ``name``: the ``ALE/…-v5`` ids do; the legacy ids it also registers
+    (``Pong-v0``, ``PongNoFrameskip-v4``, ...) do not, and run as a vector of preprocessed copies."""
+    return gym.spec(name).vector_entry_point is not None
+
+
 def _preprocess(env: gym.Env) -> gym.Env:
-    # frame_skip=1: ALE v5 already repeats each action 4 times; scale_obs=False keeps uint8 (scaled on the device)
-    env = AtariPreprocessing(env, noop_max=30, frame_skip=1, screen_size=SCREEN, scale_obs=False)
+    # ALE v5 (and the legacy v0/v4 ids) repeat each action themselves (4, or 2–4 frames at random), so the wrapper
+    # skips no more; the NoFrameskip ids repeat nothing, so the wrapper repeats each action FRAME_SKIP times, max-pooling
+    # the last two frames. scale_obs=False keeps uint8 (scaled on the device).
+    frame_skip = FRAME_SKIP if getattr(env.unwrapped, "_frameskip", None) == 1 else 1
+    env = AtariPreprocessing(env, noop_max=30, frame_skip=frame_skip, screen_size=SCREEN, scale_obs=False)
     return FrameStackObservation(env, STACK, padding_type="zero")
 
 
@@ -52,17 +61,11 @@ def make_atari_env(name: str, kwargs: dict[str, Any], render_mode: str | None = 
 
 
 def make_atari_vec(name: str, num_envs: int, kwargs: dict[str, Any], render_mode: str | None = None) -> Any:
-    """The native ALE vector env, or a sync vector env of preprocessed copies when rendering."""
-    if render_mode is not None:
-        single = {k: v for k, v in kwargs.items() if k != "life_loss_info"}
-        return gym.make_vec(
-            name,
-            num_envs=num_envs,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-            wrappers=[_preprocess, EpisodeSnapshot],
-            render_mode=render_mode,
-            **single,
+    """The native ALE vector env, or a sync vector env of preprocessed copies when rendering or for a legacy id."""
+    if render_mode is not None or not native_vector(name):
+        return gym.vector.SyncVectorEnv(
+            [lambda: EpisodeSnapshot(make_atari_env(name, kwargs, render_mode)) for _ in range(num_envs)],
+            autoreset_mode=AutoresetMode.SAME_STEP,
         )
     return gym.make_vec(
         name,

@@ -18,7 +18,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from slm_lab.errors import SpecError
 
-__all__ = ["entry_point_error", "entry_point_str", "find_gym_spec"]
+__all__ = ["entry_point_error", "entry_point_str", "find_gym_spec", "register_ale_if_installed"]
 
 
 def entry_point_str(gym_spec: EnvSpec) -> str:
@@ -75,7 +75,21 @@ def find_gym_spec(name: str) -> EnvSpec:
         module_name, _, attr = name.partition(":")
         target = getattr(importlib.import_module(module_name), attr)
         return EnvSpec(id=name, entry_point=target)
+    if name not in gym.envs.registry:
+        register_ale_if_installed()  # an Atari id without the ALE/ prefix (Pong-v0, PongNoFrameskip-v4)
     try:
         return gym.spec(name)
     except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
         raise SpecError(f"env.name {name!r}: not a registered gymnasium env ({e})") from None
+
+
+def register_ale_if_installed() -> bool:
+    """Register ale-py's ids (the ``ALE/`` ones and the legacy ``Pong-v0``-style ones) when ale-py is installed;
+    returns whether it is."""
+    try:
+        from slm_lab.env.atari import register_ale
+
+        register_ale()
+    except ImportError:
+        return False
+    return True

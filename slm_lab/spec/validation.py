@@ -393,6 +393,10 @@ def _check_env_id(env_id: str) -> str | None:
         except ImportError:
             return None  # cannot check without ale-py; making the env reports it
     registry = gym.envs.registry
+    if env_id not in registry:
+        from slm_lab.env.registration import register_ale_if_installed
+
+        register_ale_if_installed()  # Atari ids without the ALE/ prefix (Pong-v0, PongNoFrameskip-v4)
     if env_id in registry:
         return None
     close = difflib.get_close_matches(env_id, list(registry), n=3, cutoff=0.6)

@@ -102,6 +102,30 @@ def test_atari_returns_are_full_games_across_life_losses(num_envs):
     assert len(env.returns) == 1 and env.returns[0] in raw.tolist()
 
 
+@pytest.mark.parametrize("name", ["VideoPinball-v0", "PongNoFrameskip-v4"])
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_atari_ids_without_the_ale_prefix_run_preprocessed(name: str, num_envs: int):
+    assert _check_env_id(name) is None
+    env = make_env(env_spec(name, num_envs=num_envs, max_t=20))
+    state = env.reset(seed=0)
+    assert env.is_atari and state.dtype == np.uint8 and state.shape == (num_envs, 4, 84, 84)
+    truncated_at = None
+    for t in range(1, 30):
+        step = env.step(np.zeros(num_envs, dtype=np.int64))
+        assert step.obs.shape == (num_envs, 4, 84, 84)
+        if step.truncated.any():
+            truncated_at = t
+            break
+    copy = env._env.envs[0] if num_envs > 1 else env._env
+    preprocessing = copy
+    while not type(preprocessing).__name__ == "AtariPreprocessing":
+        preprocessing = preprocessing.env
+    # NoFrameskip ids repeat nothing themselves: the preprocessing repeats each action 4 times; v0 ids skip 2–4
+    assert preprocessing.frame_skip == (4 if "NoFrameskip" in name else 1)
+    env.close()
+    assert truncated_at == 20
+
+
 @pytest.mark.parametrize("num_envs", [1, 2])
 def test_max_t_truncates_atari_episodes(num_envs):
     env = make_env(env_spec("ALE/Pong-v5", num_envs=num_envs, max_t=30))
