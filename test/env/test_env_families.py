@@ -118,7 +118,7 @@ def test_atari_ids_without_the_ale_prefix_run_preprocessed(name: str, num_envs: 
             break
     copy = env._env.envs[0] if num_envs > 1 else env._env
     preprocessing = copy
-    while not type(preprocessing).__name__ == "AtariPreprocessing":
+    while type(preprocessing).__name__ != "AtariPreprocessing":
         preprocessing = preprocessing.env
     # NoFrameskip ids repeat nothing themselves: the preprocessing repeats each action 4 times; v0 ids skip 2–4
     assert preprocessing.frame_skip == (4 if "NoFrameskip" in name else 1)
