@@ -150,7 +150,10 @@ class LabEnv:
         self.life_loss_info = self.is_atari and bool(kwargs.get("life_loss_info"))
         self._games = GameOverTracker(self.num_envs) if self.is_atari else None
         self.max_t = self._apply_time_limit(
-            env_spec.get("max_t"), gym_spec, kwargs, self.is_atari and self.is_venv and native_vector(self.name)
+            env_spec.get("max_t"),
+            gym_spec,
+            kwargs,
+            self.is_atari and self.is_venv and native_vector(self.name),
         )
         self._viewer = FrameViewer(self.name) if render else None
         # True for a sync vector env, which returns its internal obs buffer (set by _make_gym_env)

@@ -39,7 +39,14 @@ from slm_lab.lib.io_util import read_json, to_jsonable
 from slm_lab.lib.logger import add_file_sink, remove_sink, setup_logging
 from slm_lab.lib.paths import data_dir
 from slm_lab.spec.loader import complete_spec, save_spec, tick
-from slm_lab.spec.search_space import SearchParam, apply_config, decode_config, param_space, parse_search
+from slm_lab.spec.search_space import (
+    SearchParam,
+    apply_config,
+    asha_kwargs,
+    decode_config,
+    param_space,
+    parse_search,
+)
 
 __all__ = [
     "METRIC",
@@ -394,11 +401,7 @@ class Experiment:
             )
         scheduler = (
             AsyncHyperBandScheduler(
-                time_attr="frame",
-                metric=METRIC,
-                mode="max",
-                max_t=int(self.spec["env"]["max_frame"]),
-                **meta["search_scheduler"],
+                **asha_kwargs(meta["search_scheduler"], int(self.spec["env"]["max_frame"]))
             )
             if self.scheduled
             else None

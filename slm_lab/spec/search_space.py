@@ -23,6 +23,7 @@ __all__ = [
     "SAMPLERS",
     "SearchParam",
     "apply_config",
+    "asha_kwargs",
     "decode_config",
     "param_space",
     "parse_search",
@@ -57,9 +58,58 @@ _SIGNATURES = {
     "lograndint": "[lo, hi] or [lo, hi, base]",
     "qlograndint": "[lo, hi, q] or [lo, hi, q, base]",
 }
-# AsyncHyperBandScheduler keyword arguments a spec may set in meta.search_scheduler; the lab sets the others
-ASHA_KEYS = ("grace_period", "reduction_factor", "brackets", "stop_last_trials")
-_ASHA_LAB_KEYS = ("time_attr", "metric", "mode", "max_t")
+# every keyword argument of Ray Tune's AsyncHyperBandScheduler (a test checks them against its signature); the lab
+# gives the first four, ASHA_DEFAULTS, which meta.search_scheduler may override like the rest
+ASHA_KEYS = (
+    "time_attr",
+    "metric",
+    "mode",
+    "max_t",
+    "grace_period",
+    "reduction_factor",
+    "brackets",
+    "stop_last_trials",
+)
+# what each trial reports to the scheduler: its frame and its total_reward_ma at every checkpoint; Ray adds the rest
+ASHA_TIME_ATTRS = ("frame", "training_iteration", "time_total_s")
+ASHA_METRICS = ("total_reward_ma",)
+# meta keys a search cannot vary: the runtime keys the lab sets, and the keys that configure the search itself
+_UNSEARCHABLE_META = (
+    "experiment", "trial", "session", "cuda_offset", "resume", "experiment_ts", "git_sha", "predir", "prepath",
+    "info_prepath", "graph_prepath", "log_prepath", "model_prepath",
+    "max_trial", "search_resources", "search_scheduler", "search_max_failures",
+)  # fmt: skip
+
+
+def asha_kwargs(scheduler: dict[str, Any] | None, max_frame: int) -> dict[str, Any]:
+    """AsyncHyperBandScheduler's keyword arguments: the lab's (time in frames, total_reward_ma maximised, up to
+    ``env.max_frame``) with ``meta.search_scheduler`` over them."""
+    return {
+        "time_attr": "frame",
+        "metric": ASHA_METRICS[0],
+        "mode": "max",
+        "max_t": max_frame,
+        **(scheduler or {}),
+    }
+
+
+def _asha_error(key: str, value: Any) -> str | None:
+    where = f"meta.search_scheduler.{key}"
+    if key not in ASHA_KEYS:
+        return f"{where}: unknown ASHA option; use {', '.join(ASHA_KEYS)}"
+    if key == "time_attr" and value not in ASHA_TIME_ATTRS:
+        return f"{where}: a trial reports time as {', '.join(ASHA_TIME_ATTRS)}; got {value!r}"
+    if key == "metric" and value not in ASHA_METRICS:
+        return f"{where}: a trial reports {', '.join(ASHA_METRICS)} to the scheduler; got {value!r}"
+    if key == "mode" and value not in ("max", "min"):
+        return f"{where}: expected 'max' or 'min', got {value!r}"
+    if key == "stop_last_trials" and not isinstance(value, bool):
+        return f"{where}: expected true or false, got {value!r}"
+    if key in ("max_t", "grace_period", "reduction_factor", "brackets") and not (
+        _number(value) and value > 0
+    ):
+        return f"{where}: expected a number > 0, got {value!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -157,17 +207,24 @@ def parse_search(block: Any) -> tuple[list[SearchParam], list[str]]:
     return params, errors
 
 
-def _parent(spec: dict[str, Any], path: str) -> tuple[Any, str | int]:
-    """The container holding the last segment of ``path`` and that segment; KeyError names the missing part."""
+def _parent(spec: dict[str, Any], path: str, create: bool = False) -> tuple[Any, str | int]:
+    """The container holding the last segment of ``path`` and that segment; KeyError names the part that cannot be
+    reached. With ``create``, missing dicts below the top section are made on the way: a search may set
+    ``agent.net.lr_scheduler_spec.gamma`` in a spec without a scheduler, and the sampled spec is validated as any."""
     node: Any = spec
     parts = path.split(".")
     for i, part in enumerate(parts[:-1]):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
+        if isinstance(node, dict):
+            child = node.get(part)
+            if child is None and create and i > 0:
+                child = node[part] = {}
+            if isinstance(child, dict | list):
+                node = child
+                continue
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
-        else:
-            raise KeyError(".".join(parts[: i + 1]))
+            continue
+        raise KeyError(".".join(parts[: i + 1]))
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
@@ -185,25 +242,24 @@ def search_errors(spec: dict[str, Any]) -> list[str]:
     if spec.get("search") is not None:
         params, errors = parse_search(spec["search"])
         for param in params:
-            if param.path.split(".", 1)[0] in ("search", "name") or param.path.startswith("meta."):
-                errors.append(f"search.{param.key}: only agent.* and env.* keys can be searched")
+            section, _, rest = param.path.partition(".")
+            if section not in ("agent", "env", "meta"):
+                errors.append(f"search.{param.key}: only agent.*, env.* and meta.* keys can be searched")
+                continue
+            if section == "meta" and rest.split(".", 1)[0] in _UNSEARCHABLE_META:
+                errors.append(
+                    f"search.{param.key}: meta.{rest.split('.', 1)[0]} is set by the lab or configures the search "
+                    "itself; it cannot be searched"
+                )
                 continue
             try:
-                _parent(spec, param.path)
+                _parent(copy.deepcopy(spec), param.path, create=True)
             except KeyError as e:
                 errors.append(f"search.{param.key}: {e.args[0]} is not in the spec")
     meta = spec.get("meta")
     scheduler = meta.get("search_scheduler") if isinstance(meta, dict) else None
     if isinstance(scheduler, dict):
-        for key, value in scheduler.items():
-            if key in _ASHA_LAB_KEYS:
-                errors.append(
-                    f"meta.search_scheduler.{key}: set by the lab (frame, total_reward_ma, max, env.max_frame)"
-                )
-            elif key not in ASHA_KEYS:
-                errors.append(f"meta.search_scheduler.{key}: unknown ASHA option; use {', '.join(ASHA_KEYS)}")
-            elif key != "stop_last_trials" and not (_number(value) and value > 0):
-                errors.append(f"meta.search_scheduler.{key}: expected a number > 0, got {value!r}")
+        errors += [e for key, value in scheduler.items() if (e := _asha_error(key, value))]
     return errors
 
 
@@ -282,7 +338,7 @@ def apply_config(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]
         ):  # the loaded spec has the canonical key
             path = f"{head}.{ALGORITHM_KEY_ALIASES[last]}"
         try:
-            node, last = _parent(spec, path)
+            node, last = _parent(spec, path, create=True)
         except KeyError as e:
             raise SpecError(f"search: {e.args[0]} is not in the spec (from {path})") from None
         node[last] = value.item() if hasattr(value, "item") else value

@@ -40,7 +40,7 @@ from slm_lab.spec.schema import (
     route_net_spec_with_origins,
     unrouted_key,
 )
-from slm_lab.spec.search_space import search_errors
+from slm_lab.spec.search_space import apply_config, parse_search, probe_config, search_errors
 
 __all__ = ["SpecModels", "get_spec_models", "unknown_keys", "validate_spec"]
 
@@ -431,9 +431,29 @@ def _check(spec: Any, check_env: bool) -> _Check:
     if isinstance(spec.get("meta"), dict):
         check.unknown += _unknown_keys(spec["meta"], MetaSpec, "meta")
         check.meta = check.model(MetaSpec, spec["meta"], "meta")
-    check.errors += search_errors(spec)
+    search_problems = search_errors(spec)
+    check.errors += search_problems or _unknown_searched_keys(spec, check.unknown)
     check.errors = list(dict.fromkeys(check.errors))
     return check
+
+
+def _unknown_searched_keys(spec: dict[str, Any], known_unknown: list[str]) -> list[str]:
+    """An error for each searched key that no spec model knows (a typo would search nothing): the spec with the
+    search's first point written in, missing parents created, has unknown keys the spec itself has not."""
+    if not isinstance(spec.get("search"), dict):
+        return []
+    params, _ = parse_search(spec["search"])
+    try:
+        probe = apply_config(spec, probe_config(params))
+    except SpecError:
+        return []  # search_errors reported the path
+    _normalize(probe)
+    new = set(_check(probe, check_env=False).unknown) - set(known_unknown)
+    return [
+        f"search.{p.key}: {p.path} is not a spec key; searching it would change nothing"
+        for p in params
+        if p.path in new or any(p.path.startswith(f"{key}.") for key in new)
+    ]
 
 
 def _raise_errors(spec: Any, spec_file: str | None, errors: list[str]) -> None:

@@ -2,6 +2,7 @@
 values written back into a spec."""
 
 import random
+from pathlib import Path
 
 import pytest
 from ray.tune.search import sample
@@ -9,8 +10,10 @@ from ray.tune.search import sample
 from slm_lab.errors import SpecError
 from slm_lab.spec.loader import get_spec
 from slm_lab.spec.search_space import (
+    ASHA_KEYS,
     SAMPLERS,
     apply_config,
+    asha_kwargs,
     decode_config,
     param_space,
     parse_search,
@@ -114,21 +117,92 @@ def spec_with(search: dict, **meta: object) -> dict:
 
 def test_search_paths_must_land_in_the_spec() -> None:
     assert search_errors(spec_with({"agent.algorithm.gamma__uniform": [0.9, 0.99]})) == []
-    errors = search_errors(spec_with({"agent.algorthm.gamma__uniform": [0.9, 0.99]}))
-    assert errors == ["search.agent.algorthm.gamma__uniform: agent.algorthm is not in the spec"]
-    errors = search_errors(spec_with({"meta.max_session__choice": [1, 2]}))
-    assert "only agent.* and env.* keys" in errors[0]
+    errors = search_errors(spec_with({"name.x__choice": [1, 2]}))
+    assert errors == ["search.name.x__choice: only agent.*, env.* and meta.* keys can be searched"]
+    errors = search_errors(spec_with({"agent.algorithm.gamma.x__choice": [1, 2]}))  # gamma is a number
+    assert errors == ["search.agent.algorithm.gamma.x__choice: agent.algorithm.gamma is not in the spec"]
+
+
+def test_a_searched_key_no_spec_model_knows_fails_at_load(tmp_path) -> None:
+    import json
+
+    spec = json.loads(Path("slm_lab/spec/benchmark/ppo/ppo_cartpole.json").read_text())["ppo_cartpole"]
+    spec["search"] = {"agent.algorthm.gamma__uniform": [0.9, 0.99]}
+    path = tmp_path / "typo.json"
+    path.write_text(json.dumps({"typo": spec}))
+    with pytest.raises(
+        SpecError, match=r"agent\.algorthm\.gamma is not a spec key; searching it would change nothing"
+    ):
+        get_spec(str(path), "typo")
+
+
+def test_meta_keys_can_be_searched_except_the_lab_s_own() -> None:
+    assert search_errors(spec_with({"meta.max_session__choice": [1, 2]})) == []
+    assert search_errors(spec_with({"meta.log_frequency__choice": [500, 1000]})) == []
+    for key in ("max_trial", "predir", "search_scheduler"):
+        (error,) = search_errors(spec_with({f"meta.{key}__choice": [1, 2]}))
+        assert f"meta.{key} is set by the lab or configures the search itself" in error
+    spec = apply_config(spec_with({"meta.max_session__choice": [1, 2]}), {"meta.max_session": 2})
+    assert spec["meta"]["max_session"] == 2
+
+
+def test_a_searched_path_whose_parent_is_absent_is_created_and_validated(tmp_path) -> None:
+    import json
+
+    spec = spec_with({"agent.net.lr_scheduler_spec.name__choice": ["LinearToZero"]})
+    spec["agent"]["net"].pop("lr_scheduler_spec", None)
+    assert search_errors(spec) == []
+    sampled = apply_config(spec, {"agent.net.lr_scheduler_spec.name": "LinearToZero"})
+    assert sampled["agent"]["net"]["lr_scheduler_spec"] == {"name": "LinearToZero"}
+    # the created section is validated like any before the search starts: here it lacks the schedule's name
+    from slm_lab.experiment.run import preflight_search
+
+    raw = json.loads(Path("slm_lab/spec/benchmark/ppo/ppo_cartpole.json").read_text())["ppo_cartpole"]
+    raw["agent"]["algorithm"].pop("entropy_coef_spec", None)
+    raw["search"] = {"agent.algorithm.entropy_coef_spec.start_val__choice": [0.01, 0.02]}
+    raw["meta"]["max_trial"] = 2
+    path = tmp_path / "created.json"
+    path.write_text(json.dumps({"created": raw}))
+    spec = get_spec(str(path), "created")
+    with pytest.raises(SpecError, match=r"agent\.algorithm\.entropy_coef_spec\.name: field required"):
+        preflight_search(spec, str(path), "created")
 
 
 def test_scheduler_keys_are_checked() -> None:
-    ok = spec_with({}, search_scheduler={"grace_period": 1000, "reduction_factor": 3})
+    ok = spec_with(
+        {}, search_scheduler={"grace_period": 1000, "reduction_factor": 3, "max_t": 5e4, "mode": "max"}
+    )
     assert search_errors(ok) == []
     errors = search_errors(
-        spec_with({}, search_scheduler={"grace": 10, "metric": "x", "reduction_factor": 0})
+        spec_with(
+            {},
+            search_scheduler={
+                "grace": 10,
+                "metric": "x",
+                "reduction_factor": 0,
+                "time_attr": "epi",
+                "mode": "up",
+            },
+        )
     )
     assert any("search_scheduler.grace: unknown ASHA option" in e for e in errors)
-    assert any("search_scheduler.metric: set by the lab" in e for e in errors)
+    assert any("search_scheduler.metric: a trial reports total_reward_ma" in e for e in errors)
     assert any("search_scheduler.reduction_factor: expected a number > 0" in e for e in errors)
+    assert any("search_scheduler.time_attr: a trial reports time as frame" in e for e in errors)
+    assert any("search_scheduler.mode: expected 'max' or 'min'" in e for e in errors)
+
+
+def test_the_asha_options_are_ray_s_own() -> None:
+    import inspect
+
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    params = [p for p in inspect.signature(AsyncHyperBandScheduler.__init__).parameters if p != "self"]
+    assert set(ASHA_KEYS) == set(params)
+    kwargs = asha_kwargs({"max_t": 1000, "grace_period": 100}, max_frame=5000)
+    assert kwargs == {"time_attr": "frame", "metric": "total_reward_ma", "mode": "max", "max_t": 1000,
+                      "grace_period": 100}  # fmt: skip
+    AsyncHyperBandScheduler(**kwargs)  # Ray takes them
 
 
 def test_a_bad_search_block_fails_at_load(tmp_path) -> None:
@@ -157,8 +231,11 @@ def test_apply_config_writes_values_at_their_paths_and_drops_search() -> None:
         alias["agent"]["algorithm"]["clip_vloss"] is True
         and "clip_val_loss" not in alias["agent"]["algorithm"]
     )
-    with pytest.raises(SpecError, match=r"agent\.nope is not in the spec"):
-        apply_config(spec, {"agent.nope.x": 1})
+    assert apply_config(spec, {"agent.nope.x": 1})["agent"]["nope"] == {
+        "x": 1
+    }  # created; validation judges it
+    with pytest.raises(SpecError, match=r"agent\.algorithm\.gamma is not in the spec"):
+        apply_config(spec, {"agent.algorithm.gamma.x": 1})
 
 
 def test_choices_of_lists_travel_as_json_and_decode_back() -> None:
