@@ -252,13 +252,19 @@ def plot(
     ] = None,
     labels: Annotated[
         str | None,
-        typer.Option("--labels", "-l", help="Legend labels, one per folder (default: algorithm names)"),
+        typer.Option(
+            "--legends", "--labels", "-l", help="Legend labels, one per folder (default: algorithm names)"
+        ),
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option("--data", "-d", help="Folder holding the runs (default: data, or $SLM_DATA_DIR)"),
+        typer.Option(
+            "--data-folder", "--data", "-d", help="Folder holding the runs (default: data, or $SLM_DATA_DIR)"
+        ),
     ] = None,
-    out: Annotated[str, typer.Option("--out", "-o", help="Folder the graphs are written to")] = "docs/plots",
+    out: Annotated[
+        str, typer.Option("--output", "--out", "-o", help="Folder the graphs are written to")
+    ] = "docs/plots",
     legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Show the legend")] = True,
     with_stats: Annotated[
         bool,
@@ -302,7 +308,9 @@ def plot(
 def plot_list(
     data: Annotated[
         str | None,
-        typer.Option("--data", "-d", help="Folder holding the runs (default: data, or $SLM_DATA_DIR)"),
+        typer.Option(
+            "--data-folder", "--data", "-d", help="Folder holding the runs (default: data, or $SLM_DATA_DIR)"
+        ),
     ] = None,
 ) -> None:
     """List the local run folders; an x in brackets marks those with trial metrics (usable by `slm-lab plot`)."""

@@ -85,6 +85,32 @@ def test_plot_overlays_runs_with_algorithm_labels(tmp_path, check_graph):
     assert sorted(p.name for p in out.iterdir()) == sorted([png.name, png.with_suffix(".html").name])
 
 
+def test_the_reference_s_long_options_work(tmp_path, check_graph):
+    data = tmp_path / "data"
+    make_run(data, "a", "PPO", "CartPole-v1", [400.0, 450.0])
+    make_run(data, "b", "ActorCritic", "CartPole-v1", [100.0, 200.0])
+    out = tmp_path / "plots"
+    args = [
+        "plot",
+        "-f",
+        "a,b",
+        "--data-folder",
+        str(data),
+        "--output",
+        str(out),
+        "--legends",
+        "x,y",
+        "--no-legend",
+    ]
+    code, output = invoke(args)
+    assert code == 0, output
+    chart = check_graph(out / "CartPole-v1_multi_trial_graph_mean_returns_ma_vs_frames.html")
+    assert {s["label"] for s in chart["panels"][0]["series"] if s["type"] == "line"} == {"x", "y"}
+    assert chart["legend"] is False
+    code, output = invoke(["plot-list", "--data-folder", str(data)])
+    assert code == 0 and "a" in output and "b" in output
+
+
 def test_plot_stats_draws_profiles_and_probability_of_improvement(tmp_path, check_graph):
     data = tmp_path / "data"
     a = make_run(data, "a", "PPO", "CartPole-v1", [400.0, 450.0, 480.0, 500.0])
