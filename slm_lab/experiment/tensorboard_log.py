@@ -11,8 +11,8 @@ The writer goes in the run's ``log/`` folder, with the session prename as the ev
 - every dataframe column of the checkpoint row as the scalar ``{col}/trial{t}_session{s}``;
 - a histogram of every parameter of every net except ``target_*``/``global_*`` copies,
   ``{net}.{param}/trial{t}_session{s}``;
-- a histogram of the actions taken since the previous checkpoint, ``action/…`` (``action_{d}/…`` per dimension
-  when an action has several);
+- a histogram of the actions taken since the previous checkpoint, ``action/…`` (``action.{d}/…`` per dimension
+  when an action has several, as the reference names them);
 
 and the model graph of the main net once, at frame 0. Failing to write any of it only warns.
 """
@@ -116,7 +116,7 @@ class TensorBoardLog:
             self.writer.add_histogram(f"action/{self.suffix}", actions[:, 0], frame)
         else:
             for d in range(actions.shape[1]):
-                self.writer.add_histogram(f"action_{d}/{self.suffix}", actions[:, d], frame)
+                self.writer.add_histogram(f"action.{d}/{self.suffix}", actions[:, d], frame)
 
     def close(self) -> None:
         self.writer.close()

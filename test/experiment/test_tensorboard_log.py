@@ -69,10 +69,10 @@ def test_scalars_histograms_actions_and_graph(tmp_path):
     histograms = set(tags["histograms"])
     assert {"net.weight/trial1_session2", "critic_net.bias/trial1_session2"} <= histograms
     assert not any(h.startswith("target_") for h in histograms)
-    actions = events.Histograms("action_1/trial1_session2")
+    actions = events.Histograms("action.1/trial1_session2")
     assert len(actions) == 1 and actions[0].step == 6  # the actions are written once, then cleared
     assert actions[0].histogram_value.num == 6 and actions[0].histogram_value.max == 3.0
-    assert "action_0/trial1_session2" in histograms and tags["graph"]
+    assert "action.0/trial1_session2" in histograms and tags["graph"]
 
 
 def test_dev_session_writes_event_file(data_dir, monkeypatch):
