@@ -36,6 +36,10 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # action_pdtype values that mean "the tanh-squashed Normal" for continuous SAC
 _CONTINUOUS_PDTYPES = (None, "default", "Normal", "NormalTanh")
 _ENTROPY_EMA = 0.99  # SD-SAC's running entropy
+# action_pdtype values for discrete SAC. GumbelSoftmax, which the reference's discrete specs name, is accepted as the
+# same policy: its hard samples are categorical samples, and the lab's update takes the exact expectation over the
+# actions (Christodoulou 2019) instead of a relaxed sample, so it needs no reparameterisation
+_DISCRETE_PDTYPES = (None, "default", "Categorical", "GumbelSoftmax")
 
 
 def squashed_normal_sample(loc: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,9 +217,10 @@ class SoftActorCritic(Algorithm):
                 f"{action_type} actions"
             )
         pdtype = cfg.action_pdtype
-        if self.discrete and pdtype not in (None, "default", "Categorical"):
+        if self.discrete and pdtype not in _DISCRETE_PDTYPES:
             raise SpecError(
-                f"agent.algorithm.action_pdtype: discrete {name} must use Categorical, got {pdtype!r}"
+                f"agent.algorithm.action_pdtype: discrete {name} must use Categorical (or GumbelSoftmax), got "
+                f"{pdtype!r}"
             )
         if not self.discrete and pdtype not in _CONTINUOUS_PDTYPES:
             raise SpecError(

@@ -383,6 +383,21 @@ def test_bad_action_settings_name_the_key(spec_name: tuple[str, str], algorithm:
     env.close()
 
 
+def test_discrete_sac_takes_the_reference_s_gumbel_softmax_as_its_categorical_policy() -> None:
+    """The reference's discrete SAC specs name GumbelSoftmax: the same policy and the same update as Categorical."""
+    runs = []
+    for pdtype in ("Categorical", "GumbelSoftmax"):
+        spec = small_spec(SAC_CARTPOLE, action_pdtype=pdtype, training_start_step=0)
+        env, agent = build(spec)
+        fill(env, agent, 20)
+        torch.manual_seed(1)
+        loss = agent.algorithm.train_iteration(agent.memory.sample())
+        runs.append((loss, [p.detach().clone() for p in agent.algorithm.net.parameters()]))
+        env.close()
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
 # state -----------------------------------------------------------------------------------------------------------
 
 
