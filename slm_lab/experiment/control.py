@@ -434,11 +434,15 @@ class Session:
 
     # lifecycle -----------------------------------------------------------------------------------------------
     def close(self) -> dict[str, Any]:
-        """Final analysis with graphs, latest model and state, close the envs. Returns the {scalar, local}
-        metrics the trial is judged on (the evaluations' with rigorous_eval)."""
+        """Final analysis with graphs (train and eval files; without rigorous_eval the eval ones come from the
+        training dataframe), latest model and state, close the envs. Returns the {scalar, local} metrics the trial
+        is judged on (the evaluations' with rigorous_eval)."""
         metrics = self.analyze(self.df_mode, plot=True, refresh_trial=False)
-        if self.eval_env is not None:
-            metrics = self.analyze("eval", plot=True, refresh_trial=False)
+        if self.learning:
+            # the eval files, as the reference writes them in every learning run: from the evaluations with
+            # rigorous_eval, else from the training dataframe itself
+            eval_metrics = self.analyze("eval", plot=True, refresh_trial=False)
+            metrics = eval_metrics if self.eval_env is not None else metrics
         if analysis.log_extra_enabled():
             logger.info(analysis.session_metrics_line(self.index, metrics["scalar"]))
         if self.learning:

@@ -39,6 +39,20 @@ def run_session(spec: dict) -> tuple[Session, pd.DataFrame]:
     return session, pd.read_csv(csv)
 
 
+def test_without_rigorous_eval_the_eval_files_come_from_the_train_dataframe(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the reference writes them: every learning session also writes the eval df and metrics (and graphs,
+    which test mode leaves out)."""
+    monkeypatch.setenv("PY_ENV", "test")
+    session, train = run_session(session_spec(512))
+    meta = session.spec["meta"]
+    evaluated = pd.read_csv(f"{meta['info_prepath']}_session_df_eval.csv")
+    pd.testing.assert_frame_equal(train, evaluated, check_exact=True)
+    for mode in ("train", "eval"):
+        assert Path(f"{meta['info_prepath']}_session_metrics_{mode}.json").exists()
+
+
 def test_same_seed_gives_identical_session_csv(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """D7: the same seed gives the same session CSV on CPU, apart from wall_t and fps; another seed does not."""
     monkeypatch.setenv("PY_ENV", "test")
