@@ -489,7 +489,8 @@ def analyze_experiment(
 ) -> pd.DataFrame:
     """Write a search's analysis (§4.1): ``info/{name}_trial_data_dict.json``, the experiment df CSV (in ``info/``
     and the run folder), and with ``plot`` the experiment graph (rows: ``total_reward_ma``, or every metric with
-    ``log_extra``) and the multi-trial graphs (legend ``t{idx}``) from the trials' metric files. Graphs are also
+    ``log_extra``) and the multi-trial graphs (legend ``t{idx}``; with ``log_extra`` also their strengths,
+    efficiencies and stabilities) from the trials' metric files. Graphs are also
     copied to the run folder. ``spec`` is at experiment level. ``curves`` (``{trial: (frames, mean_returns per
     session)}``, as a search receives them through Ray) replaces reading the trials' metric files. Returns the
     experiment df."""
@@ -507,17 +508,21 @@ def analyze_experiment(
     written = viz_multi.plot_experiment(
         f"{graph}_experiment_graph.png", df, title, _experiment_config_cols(df), metrics
     )
-    runs = []
+    runs, extra_trials = [], []
     for trial in sorted(int(t) for t in trial_data_dict):
+        # the return curves travel through Ray; the other series only in the trials' files, where they are here
+        trial_metrics = load_trial_metrics(spec, trial) if curves is None or extra else None
+        if trial_metrics is not None:
+            extra_trials.append((f"t{trial}", trial_metrics["local"]))
         if curves is not None:
             if trial in curves:
                 runs.append(viz_multi.RunCurves(f"t{trial}", *curves[trial]))
-            continue
-        trial_metrics = load_trial_metrics(spec, trial)
-        if trial_metrics is not None:
+        elif trial_metrics is not None:
             local = trial_metrics["local"]
             runs.append(viz_multi.RunCurves(f"t{trial}", local["frames"], local["mean_returns"]))
     written += viz_multi.plot_multi_trial(graph, runs, f"multi trial graph: {name}")
+    if extra:
+        written += viz_multi.plot_multi_trial_extra(graph, extra_trials, f"multi trial graph: {name}")
     for path in written:
         if path.endswith(".png"):
             try:

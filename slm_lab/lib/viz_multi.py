@@ -112,6 +112,33 @@ def plot_multi_trial(
     return written
 
 
+def plot_multi_trial_extra(
+    prefix: str, trials: Sequence[tuple[str, Mapping[str, Any]]], title: str, legend: bool = True
+) -> list[str]:
+    """The ``--log-extra`` multi-trial graphs: each trial's strengths, sample and training efficiencies and
+    stabilities (mean ± std across its sessions), raw and MA, overlaid as
+    ``{prefix}_multi_trial_graph_{name}[_ma]_vs_{frames|opt_steps}.png``. ``trials`` are (label, trial local
+    metrics) pairs; a trial without a series is left out of its graph."""
+    written: list[str] = []
+    for name, x_name in viz.EXTRA_SESSION_SERIES:
+        offset = viz.SERIES_OFFSET.get(name, 0)
+        runs = [
+            RunCurves(label, list(local[x_name])[offset:], local[name])
+            for label, local in trials
+            if local.get(name) and all(len(s) for s in local[name])
+        ]
+        if not runs:
+            continue
+        for ma in (False, True):
+            series: list[Series] = []
+            for i, run in enumerate(runs):
+                series += _run_series(run, ma, run.color or viz.COLORS[i % len(viz.COLORS)])
+            kind = f"{name}_ma" if ma else name
+            chart = Chart(title=title, panels=[Panel(series, x_title=x_name, y_title=kind)], legend=legend)
+            written += viz.render_chart(chart, f"{prefix}_multi_trial_graph_{kind}_vs_{x_name}.png")
+    return written
+
+
 def _hex_colors(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> list[str]:
     from matplotlib import colormaps
     from matplotlib.colors import to_hex

@@ -525,3 +525,26 @@ def test_analyze_experiment_writes_df_and_graphs(tmp_path, baseline, headless, c
     assert chart["panels"][1]["x_ticks"] == ["[32, 32]", "[64]"]
     multi = check_graph(tmp_path / "graph/demo_multi_trial_graph_mean_returns_vs_frames.html")
     assert [s["label"] for s in multi["panels"][0]["series"] if s["type"] == "line"] == ["t0", "t1", "t2"]
+
+
+def test_log_extra_also_draws_the_multi_trial_metric_graphs(tmp_path, baseline, headless, check_graph):
+    spec = make_spec(tmp_path)
+    for t in range(3):
+        metrics_list = []
+        for s in range(2):
+            df = tiny_df()
+            df["total_reward"] += 3 * t + s
+            metrics_list.append(analysis.analyze_session(make_spec(tmp_path, t, s), df, "train", plot=False))
+        analysis.analyze_trial(make_spec(tmp_path, trial=t), metrics_list, plot=False)
+    analysis.analyze_experiment(spec, trial_data_dict(), log_extra=False)
+    assert not list((tmp_path / "graph").glob("*multi_trial_graph_strengths*"))
+    analysis.analyze_experiment(spec, trial_data_dict(), log_extra=True)
+    for stem in (
+        "strengths_vs_frames",
+        "strengths_ma_vs_frames",
+        "sample_efficiencies_vs_frames",
+        "training_efficiencies_vs_opt_steps",
+        "stabilities_ma_vs_frames",
+    ):
+        chart = check_graph(tmp_path / f"graph/demo_multi_trial_graph_{stem}.html")
+        assert [s["label"] for s in chart["panels"][0]["series"] if s["type"] == "line"] == ["t0", "t1", "t2"]
