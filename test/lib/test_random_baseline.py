@@ -88,3 +88,33 @@ def test_a_non_finite_baseline_is_never_cached_nor_read(isolated, tmp_path, monk
     write_json(cache / "slm_lab" / "random_baseline.json", {"Old-v0": {"mean": float("nan"), "std": 0.0}})
     random_baseline.clear_cache()
     assert random_baseline.get_random_baseline("Old-v0") is None
+
+
+def test_the_reference_s_figures_serve_envs_the_lab_has_not_measured(isolated, tmp_path, monkeypatch):
+    """A first run on a common Atari or MuJoCo env reads its baseline instead of spending 100 episodes on it; the
+    lab's own measurements come first."""
+    _, calls = isolated
+    monkeypatch.setattr(
+        random_baseline, "REFERENCE_PATH", random_baseline.SPEC_DIR / "random_baseline_reference.json"
+    )
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    reference = read_json(random_baseline.REFERENCE_PATH)
+    assert (
+        "source" not in reference and "SLM-Lab" in reference["_source"]
+    )  # the figures name where they come from
+    for env_id in ("ALE/Qbert-v5", "ALE/MsPacman-v5", "Humanoid-v5", "LunarLander-v3", "Taxi-v3"):
+        expected = reference[env_id]["mean"]
+        assert random_baseline.get_random_baseline(env_id, compute_missing=True) == expected
+    assert calls == []
+    assert random_baseline.get_random_baseline("_source") is None  # the note is not a baseline
+    write_json(random_baseline.SHIPPED_PATH, {"ALE/Qbert-v5": {"mean": 150.0, "std": 1.0}})
+    random_baseline.clear_cache()
+    assert random_baseline.get_random_baseline("ALE/Qbert-v5") == 150.0
+
+
+def test_the_shipped_reference_table_covers_every_atari_game_and_mujoco_env() -> None:
+    table = read_json(random_baseline.SPEC_DIR / "random_baseline_reference.json")
+    atari = [k for k in table if k.startswith("ALE/")]
+    assert len(atari) >= 100 and "ALE/Pong-v5" in atari
+    assert {"HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5"} <= set(table)
+    assert all(set(v) == {"mean", "std"} for k, v in table.items() if not k.startswith("_"))
