@@ -1,6 +1,7 @@
 """Shared fixtures: every test writes run outputs under its own tmp folder, never the repo's data/."""
 
 import json
+import os
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# local Ray clusters of the tests start without the dashboard, which only costs start-up time here; the one test
+# of the dashboard turns it on
+os.environ.setdefault("SLM_RAY_DASHBOARD", "false")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -52,7 +52,10 @@ def connect(address: str | None = None) -> RayConnection:
         ray.shutdown()
     if address is None or address.strip() in _LOCAL:
         os.environ[OWNER_ENV] = str(os.getpid())  # inherited by every process of the cluster started here
-        ctx = ray.init(address="local", log_to_driver=True)
+        # the dashboard (ray[default]) starts with a local cluster unless SLM_RAY_DASHBOARD=false (the test suite,
+        # where its start-up would only cost time)
+        dashboard = os.environ.get("SLM_RAY_DASHBOARD", "true").lower() != "false"
+        ctx = ray.init(address="local", log_to_driver=True, include_dashboard=dashboard)
         started = True
     else:
         try:
@@ -68,7 +71,9 @@ def connect(address: str | None = None) -> RayConnection:
     conn = RayConnection(started, "local" if started else address, url)
     where = "started a local Ray cluster" if started else f"attached to the Ray cluster at {conn.address}"
     dashboard = (
-        f"Ray dashboard: http://{url}" if url else "Ray dashboard: not running (it needs ray[default])"
+        f"Ray dashboard: http://{url}"
+        if url
+        else "Ray dashboard: not running (off with SLM_RAY_DASHBOARD=false; it needs ray[default])"
     )
     resources = ray.cluster_resources()
     logger.info(

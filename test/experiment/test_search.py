@@ -176,8 +176,9 @@ def write_spec(tmp_path: Path, name: str, search: dict, env: dict | None = None,
     return path
 
 
-def lab_env(tmp_path: Path, pythonpath: bool = False) -> dict[str, str]:
+def lab_env(tmp_path: Path, pythonpath: bool = False, dashboard: bool = False) -> dict[str, str]:
     env = {**os.environ, "SLM_DATA_DIR": str(tmp_path / "data"), "RAY_USAGE_STATS_ENABLED": "0"}
+    env["SLM_RAY_DASHBOARD"] = str(dashboard).lower()
     for key in ("PY_ENV", "RAY_ADDRESS", "PYTHONPATH"):
         env.pop(key, None)
     if pythonpath:
@@ -210,10 +211,14 @@ def test_search_on_a_local_cluster_writes_the_experiment_outputs(tmp_path: Path,
         "agent.net.actor_optim_spec.lr__loguniform": [1e-4, 1e-2],
     }
     path = write_spec(tmp_path, name, search, search_scheduler={"grace_period": 500, "reduction_factor": 2})
-    out = slm_lab(["run", str(path), name, "search", "-s", "max_frame=1500", "--keep", "2"], tmp_path)
+    args = ["run", str(path), name, "search", "-s", "max_frame=1500", "--keep", "2"]
+    out = slm_lab(args, tmp_path, dashboard=True)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-5000:]
     assert "started a local Ray cluster" in log and "Experiment done: 4 trials, 0 failed" in log
+    assert re.search(
+        r"Ray dashboard: http://[\w.]+:\d+", log
+    )  # ray[default] is installed, as the reference does
     predir = only_predir(tmp_path)
     assert re.fullmatch(rf"{name}_\d{{4}}_\d{{2}}_\d{{2}}_\d{{6}}", predir.name)
     df = pd.read_csv(predir / f"{name}_experiment_df.csv")
