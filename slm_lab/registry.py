@@ -1,16 +1,13 @@
 """Name -> component registries. Specs name classes by string; these resolve them with clear errors."""
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
 
 from slm_lab.errors import SpecError
 
 __all__ = ["Registry"]
 
-T = TypeVar("T")
 
-
-class Registry(Generic[T]):
+class Registry[T]:
     """A mapping from spec names to components, filled with the ``register`` decorator.
 
     >>> NETS = Registry("net")

@@ -1,6 +1,6 @@
 """Neural networks: registered net classes, builders and the optimizer-step site."""
 
-from slm_lab.agent.net.arc import ArcGraph, build_arc, load_arc
+from slm_lab.agent.net.arc import build_arc, load_arc
 from slm_lab.agent.net.base import OptimPair, TrainingChecker, train_step
 from slm_lab.agent.net.conv import ConvNet, DuelingConvNet
 from slm_lab.agent.net.dueling import DuelingHead, DuelingMLPNet
@@ -17,7 +17,6 @@ from slm_lab.agent.net.torcharc_net import TorchArcNet
 
 __all__ = [
     "NETS",
-    "ArcGraph",
     "BatchRenorm1d",
     "Concat",
     "ConvNet",

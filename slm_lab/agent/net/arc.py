@@ -1,29 +1,31 @@
-"""A builder for TorchArc-format architecture specs (the ``modules`` + ``graph`` format of TorchArc 2).
+"""TorchArc architectures: the ``modules`` + ``graph`` format of the torcharc package, built by torcharc itself.
 
 The format, as a Python dict (YAML/JSON files hold the same)::
 
     {"modules": {"body": {"Sequential": [{"LazyLinear": {"out_features": 64}}, {"ReLU": None}]}},
      "graph": {"input": "x", "modules": {"body": ["x"]}, "output": "body"}}
 
-- ``modules`` maps a name to one module spec ``{ClassName: kwargs}``: any ``torch.nn`` module class, or one of the
-  lab's extra layers (``BatchRenorm1d``, ``LazyBatchRenorm1d``, ``WeightNormLinear``, ``LazyWeightNormLinear``,
-  ``Concat``). kwargs is a dict, a list (positional arguments) or null. ``Sequential`` takes a list of module specs.
+- ``modules`` maps a name to one module spec ``{ClassName: kwargs}`` (kwargs a mapping, or null for none): any
+  ``torch.nn`` class, torcharc's own modules (``Get``, ``Fork*``, ``Merge*``, ``TorchFn``, ...) and the lab's layers
+  registered with it (``BatchRenorm1d``, ``LazyBatchRenorm1d``, ``WeightNormLinear``, ``LazyWeightNormLinear``,
+  ``Concat``). ``Sequential`` takes a list of module specs; torcharc's compact form is also accepted.
 - ``graph.input`` names the forward arguments (one name, or a list of names).
-- ``graph.modules`` maps each module name to the names it is called with: a list (positional) or a dict (keyword
-  arguments), each name a graph input or a module listed earlier. So a chain, a DAG with shared branches, and a
-  module taking several inputs (e.g. ``Concat``) are all expressible.
+- ``graph.modules`` maps each module name to its inputs: a list (positional; a nested list passes a list of
+  tensors) or a dict (keyword arguments), each name a graph input or a node listed earlier. ``name~tag`` calls
+  module ``name`` again on other inputs (module reuse, shared weights).
 - ``graph.output`` names what forward returns: one name (a tensor), a list (a tuple) or a dict.
 
-The torcharc package that reads this format (2.x) is not a dependency, so the lab builds it itself; the format is
-small enough that a few dozen lines cover it, and every bad spec fails here with a ``SpecError`` naming the key.
+torcharc turns the spec into a ``torch.fx.GraphModule``. Before that the lab checks the graph's names, so that a bad
+arc fails with one ``SpecError`` naming its key instead of an error from inside torch.fx.
 """
 
 from pathlib import Path
 from typing import Any
 
-import torch
+import torcharc
 import yaml
-from torch import nn
+from pydantic import ValidationError
+from torch import fx, nn
 
 from slm_lab.agent.net.layers import (
     BatchRenorm1d,
@@ -34,25 +36,20 @@ from slm_lab.agent.net.layers import (
 )
 from slm_lab.errors import SpecError
 
-__all__ = ["ARC_MODULES", "ArcGraph", "build_arc", "build_module", "load_arc"]
+__all__ = ["LAB_MODULES", "build_arc", "graph_inputs", "load_arc", "modules_fed_by"]
 
-_EXTRA: tuple[type[nn.Module], ...] = (
+LAB_MODULES: tuple[type[nn.Module], ...] = (
     BatchRenorm1d,
     LazyBatchRenorm1d,
     WeightNormLinear,
     LazyWeightNormLinear,
     Concat,
 )
-ARC_MODULES: dict[str, type[nn.Module]] = {
-    **{
-        name: cls
-        for name in dir(nn)
-        if isinstance(cls := getattr(nn, name), type)
-        and issubclass(cls, nn.Module)
-        and not name.startswith("_")
-    },
-    **{cls.__name__: cls for cls in _EXTRA},
-}
+for _cls in LAB_MODULES:  # torcharc looks module names up in torch.nn
+    if getattr(nn, _cls.__name__, None) is not _cls:
+        torcharc.register_nn(_cls)
+
+REUSE = "~"  # torcharc's delimiter: "conv~left" calls module "conv" on other inputs
 
 
 def load_arc(arc_file: str | Path, key: str = "agent.net.arc_file") -> dict[str, Any]:
@@ -69,33 +66,6 @@ def load_arc(arc_file: str | Path, key: str = "agent.net.arc_file") -> dict[str,
     return arc
 
 
-def build_module(spec: Any, key: str) -> nn.Module:
-    """One module from ``{ClassName: kwargs}``; ``Sequential`` takes a list of such specs."""
-    if not isinstance(spec, dict) or len(spec) != 1:
-        raise SpecError(f"{key}: expected one {{ClassName: kwargs}} mapping, got {spec!r}")
-    ((name, kwargs),) = spec.items()
-    if name == "Sequential":
-        if not isinstance(kwargs, list) or not kwargs:
-            raise SpecError(f"{key}.Sequential: expected a non-empty list of module specs, got {kwargs!r}")
-        return nn.Sequential(*(build_module(s, f"{key}.Sequential[{i}]") for i, s in enumerate(kwargs)))
-    cls = ARC_MODULES.get(name)
-    if cls is None:
-        raise SpecError(
-            f"{key}: unknown module {name!r}; use a torch.nn class name or one of "
-            f"{', '.join(c.__name__ for c in _EXTRA)}"
-        )
-    try:
-        if kwargs is None:
-            return cls()
-        if isinstance(kwargs, list):
-            return cls(*kwargs)
-        if isinstance(kwargs, dict):
-            return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise SpecError(f"{key}.{name}: bad arguments {kwargs!r}: {e}") from None
-    raise SpecError(f"{key}.{name}: kwargs must be a mapping, a list or null, got {kwargs!r}")
-
-
 def _names(value: Any, key: str) -> list[str]:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -103,74 +73,98 @@ def _names(value: Any, key: str) -> list[str]:
     return names
 
 
-class ArcGraph(nn.Module):
-    """The modules of an arc called in graph order; ``forward`` takes the graph inputs, positionally or by name."""
-
-    def __init__(self, arc: dict[str, Any], key: str = "agent.net.arc") -> None:
-        super().__init__()
-        if not isinstance(arc, dict):
-            raise SpecError(f"{key}: expected a mapping with 'modules' and 'graph', got {arc!r}")
-        for part in ("modules", "graph"):
-            if not isinstance(arc.get(part), dict):
-                raise SpecError(f"{key}.{part}: missing (an arc needs 'modules' and 'graph' mappings)")
-        graph: dict[str, Any] = arc["graph"]
-        if "input" not in graph:
-            raise SpecError(f"{key}.graph.input: missing; name the forward input(s), e.g. input: x")
-        self.inputs = _names(graph["input"], f"{key}.graph.input")
-        self.arc_modules = nn.ModuleDict(
-            {name: build_module(spec, f"{key}.modules.{name}") for name, spec in arc["modules"].items()}
-        )
-        calls = graph.get("modules")
-        if not isinstance(calls, dict) or not calls:
-            raise SpecError(f"{key}.graph.modules: missing; map each module name to its input names")
-        known = set(self.inputs)
-        self.calls: list[tuple[str, list[str] | dict[str, str]]] = []
-        for name, args in calls.items():
-            call_key = f"{key}.graph.modules.{name}"
-            if name not in self.arc_modules:
-                raise SpecError(f"{call_key}: no module {name!r} in {key}.modules")
-            used = list(args.values()) if isinstance(args, dict) else _names(args, call_key)
-            for arg in used:
-                if arg not in known:
-                    raise SpecError(
-                        f"{call_key}: input {arg!r} is neither a graph input ({', '.join(self.inputs)}) nor a module "
-                        "listed before it"
-                    )
-            self.calls.append((name, dict(args) if isinstance(args, dict) else list(used)))
-            known.add(name)
-        if "output" not in graph:
-            raise SpecError(f"{key}.graph.output: missing; name the module whose output the arc returns")
-        self.output: str | list[str] | dict[str, str] = graph["output"]
-        outs = (
-            list(self.output.values())
-            if isinstance(self.output, dict)
-            else _names(self.output, f"{key}.graph.output")
-        )
-        for out in outs:
-            if out not in known:
-                raise SpecError(f"{key}.graph.output: {out!r} is neither a graph input nor a graph module")
-
-    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> Any:
-        if len(args) > len(self.inputs):
-            raise TypeError(f"ArcGraph takes inputs {self.inputs}, got {len(args)} positional tensors")
-        values: dict[str, Any] = dict(zip(self.inputs, args, strict=False))
-        values.update(kwargs)
-        missing = [n for n in self.inputs if n not in values]
-        if missing:
-            raise TypeError(f"ArcGraph: missing input(s) {missing}")
-        for name, call_args in self.calls:
-            module = self.arc_modules[name]
-            if isinstance(call_args, dict):
-                values[name] = module(**{k: values[v] for k, v in call_args.items()})
-            else:
-                values[name] = module(*(values[a] for a in call_args))
-        if isinstance(self.output, str):
-            return values[self.output]
-        if isinstance(self.output, dict):
-            return {k: values[v] for k, v in self.output.items()}
-        return tuple(values[n] for n in self.output)
+def _flat_names(value: Any, key: str) -> list[str]:
+    """The node names a module call uses: a list (nested lists allowed) or the values of a dict."""
+    if isinstance(value, dict):
+        return _names(list(value.values()), key)
+    if isinstance(value, list) and value:
+        return [n for item in value for n in (_flat_names(item, key) if isinstance(item, list) else [item])]
+    return _names(value, key)
 
 
-def build_arc(arc: dict[str, Any], key: str = "agent.net.arc") -> ArcGraph:
-    """The module an arc describes (see the module docstring for the format)."""
-    return ArcGraph(arc, key)
+def _check_graph(arc: Any, key: str) -> None:
+    """The names of the graph: inputs, the module each call uses, the nodes each call reads, the outputs."""
+    if not isinstance(arc, dict):
+        raise SpecError(f"{key}: expected a mapping with 'modules' and 'graph', got {arc!r}")
+    for part in ("modules", "graph"):
+        if not isinstance(arc.get(part), dict):
+            raise SpecError(f"{key}.{part}: missing (an arc needs 'modules' and 'graph' mappings)")
+    graph = arc["graph"]
+    if "input" not in graph:
+        raise SpecError(f"{key}.graph.input: missing; name the forward input(s), e.g. input: x")
+    inputs = _names(graph["input"], f"{key}.graph.input")
+    calls = graph.get("modules")
+    if not isinstance(calls, dict) or not calls:
+        raise SpecError(f"{key}.graph.modules: missing; map each module name to its input names")
+    known = set(inputs)
+    for name, args in calls.items():
+        call_key = f"{key}.graph.modules.{name}"
+        if str(name).split(REUSE, 1)[0] not in arc["modules"]:
+            raise SpecError(f"{call_key}: no module {str(name).split(REUSE, 1)[0]!r} in {key}.modules")
+        for arg in _flat_names(args, call_key):
+            if arg not in known:
+                raise SpecError(
+                    f"{call_key}: input {arg!r} is neither a graph input ({', '.join(inputs)}) nor a module listed "
+                    "before it"
+                )
+        known.add(name)
+    if "output" not in graph:
+        raise SpecError(f"{key}.graph.output: missing; name the module whose output the arc returns")
+    output = graph["output"]
+    outs = list(output.values()) if isinstance(output, dict) else _names(output, f"{key}.graph.output")
+    for out in outs:
+        if out not in known:
+            raise SpecError(f"{key}.graph.output: {out!r} is neither a graph input nor a graph module")
+
+
+def _validation_message(e: ValidationError, key: str) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{key}.{where}: {err['msg']}" if where else f"{key}: {err['msg']}"
+
+
+def build_arc(arc: dict[str, Any], key: str = "agent.net.arc") -> fx.GraphModule:
+    """The ``torch.fx.GraphModule`` an arc describes, built by torcharc (see the module docstring)."""
+    _check_graph(arc, key)
+    for name, spec in arc["modules"].items():
+        module_key = f"{key}.modules.{name}"
+        if isinstance(spec, dict) and len(spec) == 1:
+            ((cls_name, kwargs),) = spec.items()
+            if cls_name != "Sequential" and not hasattr(nn, str(cls_name)):
+                raise SpecError(
+                    f"{module_key}: unknown module {cls_name!r}; use a torch.nn class name, a torcharc module or "
+                    f"one of {', '.join(c.__name__ for c in LAB_MODULES)}"
+                )
+            if kwargs is not None and not isinstance(kwargs, dict | list):
+                raise SpecError(
+                    f"{module_key}.{cls_name}: kwargs must be a mapping of keyword arguments or null, got {kwargs!r}"
+                )
+            if cls_name != "Sequential" and isinstance(kwargs, list):
+                raise SpecError(
+                    f"{module_key}.{cls_name}: torcharc takes keyword arguments, e.g. {{in_features: 4, "
+                    f"out_features: 2}}, not a list {kwargs!r}"
+                )
+    try:
+        return torcharc.build(arc)
+    except ValidationError as e:
+        raise SpecError(_validation_message(e, key)) from None
+    except (TypeError, ValueError, AttributeError, KeyError, RuntimeError) as e:
+        raise SpecError(f"{key}: torcharc cannot build it: {type(e).__name__}: {e}") from None
+
+
+def graph_inputs(graph: fx.GraphModule) -> list[str]:
+    """The names of a built arc's forward inputs."""
+    return [node.target for node in graph.graph.nodes if node.op == "placeholder"]
+
+
+def modules_fed_by(graph: fx.GraphModule, input_name: str) -> list[nn.Module]:
+    """The modules a graph input is passed to directly, in graph order."""
+    found = []
+    for node in graph.graph.nodes:
+        if node.op != "call_module":
+            continue
+        used: list[fx.Node] = []
+        fx.node.map_arg((node.args, node.kwargs), used.append)
+        if any(n.op == "placeholder" and n.target == input_name for n in used):
+            found.append(graph.get_submodule(node.target))
+    return found

@@ -1,13 +1,13 @@
-"""Nets whose body is described by a TorchArc-format arc (see :mod:`slm_lab.agent.net.arc`)."""
+"""Nets whose body is a TorchArc architecture, built by the torcharc package (see :mod:`slm_lab.agent.net.arc`)."""
 
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
-from slm_lab.agent.net.arc import ArcGraph, build_arc, load_arc
+from slm_lab.agent.net.arc import build_arc, graph_inputs, load_arc, modules_fed_by
 from slm_lab.agent.net.builder import init_layers
 from slm_lab.agent.net.layers import WeightNormLinear
 from slm_lab.agent.net.mlp import NETS
@@ -17,16 +17,15 @@ from slm_lab.errors import SpecError
 __all__ = ["TorchArcNet"]
 
 
-def _starts_with_conv(graph: ArcGraph) -> bool:
+def _starts_with_conv(graph: fx.GraphModule) -> bool:
     """Whether the first module fed by the graph input is a convolution (then the input keeps its shape)."""
-    for name, args in graph.calls:
-        used = args.values() if isinstance(args, dict) else args
-        if graph.inputs[0] in used:
-            module = graph.arc_modules[name]
-            while isinstance(module, nn.Sequential) and len(module) > 0:
-                module = module[0]
-            return isinstance(module, nn.modules.conv._ConvNd)
-    return False
+    fed = modules_fed_by(graph, graph_inputs(graph)[0])
+    if not fed:
+        return False
+    module = fed[0]
+    while isinstance(module, nn.Sequential) and len(module) > 0:
+        module = module[0]
+    return isinstance(module, nn.modules.conv._ConvNd)
 
 
 def _init_weight_norm_layers(net: nn.Module, init_fn: str | None, activation: str) -> None:
@@ -75,9 +74,9 @@ class TorchArcNet(TailsMixin):
             )
         key = "agent.net.arc" if arc is not None else "agent.net.arc_file"
         self.body = build_arc(arc if arc is not None else load_arc(arc_file), key)
-        if len(self.body.inputs) != 1:
+        if len(graph_inputs(self.body)) != 1:
             raise SpecError(
-                f"{key}.graph.input: TorchArcNet feeds one observation tensor, got {self.body.inputs}"
+                f"{key}.graph.input: TorchArcNet feeds one observation tensor, got {graph_inputs(self.body)}"
             )
         self.flat_input = not _starts_with_conv(self.body)
         if self.flat_input:

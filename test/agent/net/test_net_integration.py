@@ -58,7 +58,7 @@ def test_ppo_with_separate_torcharc_nets_trains() -> None:
     algo = agent.algorithm
     assert isinstance(algo.net, TorchArcNet) and isinstance(algo.critic_net, TorchArcNet)
     assert env.clock.opt_step == 8 and np.isfinite(agent.loss)
-    renorm = algo.critic_net.body.arc_modules["body"][1]
+    renorm = algo.critic_net.body.body[1]
     assert int(renorm.num_batches_tracked) > 0  # trained in train mode on real minibatches
     env.close()
 

@@ -40,7 +40,7 @@ def test_inline_arc_materialises_lazy_layers() -> None:
     assert NETS.get("TorchArcNet") is TorchArcNet
     net = TorchArcNet(SPEC, 6, [2, 1])
     assert net.flat_input and net.training
-    body = list(net.body.arc_modules["body"])
+    body = list(net.body.body)
     assert type(body[0]) is nn.Linear and body[0].in_features == 6
     assert type(body[1]) is BatchRenorm1d and body[1].num_features == 32
     assert int(body[1].num_batches_tracked) == 0  # the dummy forward ran in eval mode
@@ -66,7 +66,7 @@ def test_multi_input_graph_and_dag() -> None:
     arc = {
         "modules": {
             "left": {"Linear": {"in_features": 3, "out_features": 4}},
-            "right": {"Linear": [2, 5]},
+            "right": {"Linear": {"in_features": 2, "out_features": 5}},
             "merge": {"Concat": None},
             "head": {"LazyLinear": {"out_features": 2}},
         },
@@ -80,13 +80,17 @@ def test_multi_input_graph_and_dag() -> None:
     a, b = torch.randn(7, 3), torch.randn(7, 2)
     head, merge = graph(a, b=b)
     assert merge.shape == (7, 9) and head.shape == (7, 2)
-    assert torch.allclose(merge[:, :4], graph.arc_modules["left"](a))
-    assert torch.allclose(merge[:, 4:], graph.arc_modules["right"](b))
+    assert torch.allclose(merge[:, :4], graph.left(a))
+    assert torch.allclose(merge[:, 4:], graph.right(b))
 
 
 def test_one_input_dag_with_shared_branch() -> None:
     arc = {
-        "modules": {"a": {"Linear": [4, 3]}, "b": {"Linear": [4, 3]}, "cat": {"Concat": {"dim": 1}}},
+        "modules": {
+            "a": {"Linear": {"in_features": 4, "out_features": 3}},
+            "b": {"Linear": {"in_features": 4, "out_features": 3}},
+            "cat": {"Concat": {"dim": 1}},
+        },
         "graph": {"input": "x", "modules": {"a": ["x"], "b": ["x"], "cat": ["a", "b"]}, "output": "cat"},
     }
     net = TorchArcNet({"type": "TorchArcNet", "arc": arc}, 4, 2)
@@ -137,13 +141,37 @@ def test_weight_norm_linear_matches_torch_weight_norm() -> None:
         ({"modules": {"m": {"ReLU": None}}, "graph": {"input": "x", "modules": {"n": ["x"]}, "output": "n"}},
          r"agent.net.arc.graph.modules.n: no module 'n'"),
         ({"modules": {"m": {"Linear": {"bad": 1}}}, "graph": {"input": "x", "modules": {"m": ["x"]}, "output": "m"}},
-         r"agent.net.arc.modules.m.Linear: bad arguments"),
+         r"agent.net.arc: torcharc cannot build it: TypeError: .*bad"),
+        ({"modules": {"m": {"Linear": [4, 2]}}, "graph": {"input": "x", "modules": {"m": ["x"]}, "output": "m"}},
+         r"agent.net.arc.modules.m.Linear: torcharc takes keyword arguments"),
         ({"modules": {"m": {"ReLU": None}}}, r"agent.net.arc.graph: missing"),
     ],
 )  # fmt: skip
 def test_bad_arcs_name_the_key(arc: dict, match: str) -> None:
     with pytest.raises(SpecError, match=match):
         TorchArcNet({"type": "TorchArcNet", "arc": arc}, 4, 2)
+
+
+def test_the_torcharc_format_reuses_modules_and_passes_nested_lists() -> None:
+    """What torcharc's format adds: ``name~tag`` calls a module again (shared weights), a nested list passes a list
+    of tensors, and torcharc's own modules (here MergeConcat) are available."""
+    arc = {
+        "modules": {
+            "enc": {"Linear": {"in_features": 3, "out_features": 4}},
+            "merge": {"MergeConcat": None},
+        },
+        "graph": {
+            "input": ["a", "b"],
+            "modules": {"enc~a": ["a"], "enc~b": ["b"], "merge": [["enc~a", "enc~b"]]},
+            "output": "merge",
+        },
+    }
+    graph = build_arc(arc)
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    out = graph(a, b)
+    assert out.shape == (5, 8)
+    assert torch.equal(out[:, :4], graph.enc(a)) and torch.equal(out[:, 4:], graph.enc(b))
+    assert len(list(graph.parameters())) == 2  # one Linear, used twice
 
 
 def test_spec_model_needs_exactly_one_arc() -> None:
