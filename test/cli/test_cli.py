@@ -60,14 +60,20 @@ def test_train_writes_every_output_file(tmp_path: Path, check_graph) -> None:
         f"log/{t}.log",
     ]
     for s in sessions:
+        for mode in (
+            "train",
+            "eval",
+        ):  # without rigorous_eval the eval files hold the train df, as the reference's
+            expected += [
+                f"info/{s}_session_df_{mode}.csv",
+                f"info/{s}_session_metrics_{mode}.json",
+                f"info/{s}_session_metrics_scalar_{mode}.json",
+                f"graph/{s}_session_graph_{mode}_mean_returns_vs_frames.png",
+                f"graph/{s}_session_graph_{mode}_mean_returns_ma_vs_frames.png",
+                f"graph/{s}_session_graph_{mode}_loss_vs_frame.png",
+                f"graph/{s}_session_graph_{mode}_entropy_vs_frame.png",
+            ]
         expected += [
-            f"info/{s}_session_df_train.csv",
-            f"info/{s}_session_metrics_train.json",
-            f"info/{s}_session_metrics_scalar_train.json",
-            f"graph/{s}_session_graph_train_mean_returns_vs_frames.png",
-            f"graph/{s}_session_graph_train_mean_returns_ma_vs_frames.png",
-            f"graph/{s}_session_graph_train_loss_vs_frame.png",
-            f"graph/{s}_session_graph_train_entropy_vs_frame.png",
             f"log/{s}.log",
             f"model/{s}_state.pt",
             f"model/{s}_memory.pt",
@@ -79,7 +85,8 @@ def test_train_writes_every_output_file(tmp_path: Path, check_graph) -> None:
     missing = [f for f in expected if not (predir / f).is_file()]
     assert not missing, f"missing outputs: {missing}"
     graphs = sorted(predir.rglob("*.png")) + sorted(predir.rglob("*.html"))
-    assert len(graphs) == 4 * 2 * 2 + 2 * 2 + 2  # session and trial graphs as PNG and HTML, 2 PNG copies
+    # session graphs (train and eval) and trial graphs as PNG and HTML, 2 PNG copies
+    assert len(graphs) == 4 * 2 * 2 * 2 + 2 * 2 + 2
     for graph in graphs:
         check_graph(graph)
     assert not list(predir.rglob("*.tmp")), "no temporary files are left behind"
@@ -125,7 +132,7 @@ def test_train_writes_every_output_file(tmp_path: Path, check_graph) -> None:
     assert not list(predir.glob("log/events.out.tfevents*")), "TensorBoard only in dev mode unless meta asks"
 
     metric_files = {p: p.read_bytes() for p in predir.rglob("*metrics*.json")}
-    assert len(metric_files) == 2 * 2 + 3
+    assert len(metric_files) == 2 * 2 * 2 + 3  # each session's train and eval metrics, the trial's three
     for path in metric_files:
         path.unlink()
     retro = subprocess.run(

@@ -383,6 +383,7 @@ def test_random_baseline_on_demand_goes_to_user_cache(tmp_path, monkeypatch):
     shipped = tmp_path / "shipped.json"
     write_json(shipped, {})
     monkeypatch.setattr(random_baseline, "SHIPPED_PATH", shipped)
+    monkeypatch.setattr(random_baseline, "REFERENCE_PATH", tmp_path / "no_reference.json")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     random_baseline.clear_cache()
     try:
