@@ -62,7 +62,7 @@ class Agent:
 
 def get_device(spec: dict[str, Any]) -> torch.device:
     """CUDA when the net spec allows it (``gpu`` absent/auto/null/true) and it is available; the index follows
-    ``(trial·max_session + session + cuda_offset) mod device_count`` (contract §3.2)."""
+    ``(trial·max_session + session + cuda_offset) mod device_count``."""
     gpu = spec["agent"]["net"].get("gpu", "auto")
     if gpu is False or not torch.cuda.is_available():
         return torch.device("cpu")

@@ -1,4 +1,4 @@
-"""``slm-lab plot`` and ``slm-lab plot-list`` (contract §1.5): compare finished runs from their files. Torch-free.
+"""``slm-lab plot`` and ``slm-lab plot-list``: compare finished runs from their files. Torch-free.
 
 ``plot`` reads, for each run folder, the trial metrics (``info/{name}_t{t}_trial_metrics.json``; with several
 trials, the one with the highest ``total_reward_ma``) and the trial spec, for its env and algorithm. It overlays the

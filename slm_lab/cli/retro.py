@@ -1,4 +1,4 @@
-"""``slm-retro DIR``: rebuild a run folder's metrics and graphs from its files (contract §4.9, D23).
+"""``slm-retro DIR``: rebuild a run folder's metrics and graphs from its files (D23).
 
 For each trial spec ``{name}_t{t}_spec.json`` in DIR: every session's metrics and graphs are recomputed from
 ``info/{name}_t{t}_s{s}_session_df_{train,eval}.csv``, then the trial metrics and graphs from those session metrics

@@ -1,4 +1,4 @@
-"""The lab's environment: every gymnasium env, single or vector, behind one batched interface (contract §6.5).
+"""The lab's environment: every gymnasium env, single or vector, behind one batched interface.
 
 ``make_env(spec)`` builds a ``LabEnv``. Everything it returns has a leading ``num_envs`` axis, so agents and
 memories never branch on single vs vector envs.

@@ -1,4 +1,4 @@
-"""Atari (ALE v5 through ale-py) construction and full-game return bookkeeping (contract §6.5, →D21).
+"""Atari (ALE v5 through ale-py) construction and full-game return bookkeeping (→D21).
 
 Two paths give the same observations, uint8 ``(4, 84, 84)``:
 - vector (``num_envs > 1``): ale-py's native ``AtariVectorEnv`` (84×84 grayscale, 4-frame stack, frame skip 4,

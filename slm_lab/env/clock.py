@@ -1,4 +1,4 @@
-"""Clock: the session's counters in the lab's units (contract §4.2).
+"""Clock: the session's counters in the lab's units.
 
 - ``frame``: env transitions summed over copies; one vector step adds ``num_envs``.
 - ``t``: single env, steps in the current episode (back to 0 when an episode ends); vector env, vector steps since
@@ -31,7 +31,7 @@ class Clock:
         self._start = time.perf_counter()
 
     def tick_step(self, num_done: int, done_mask: object = None) -> None:
-        """One vector step: ``frame += num_envs``; ``t`` per §4.2; ``epi += num_done``.
+        """One vector step: ``frame += num_envs``; ``t`` as the module docstring defines; ``epi += num_done``.
 
         ``done_mask`` (the per-copy done flags) is accepted for callers that have it; only ``num_done`` is read.
         """

@@ -1,4 +1,4 @@
-"""Batched numpy transforms applied by ``LabEnv`` after raw-return recording (contract §6.5).
+"""Batched numpy transforms applied by ``LabEnv`` after raw-return recording.
 
 Order on every step: reward scale -> normalise obs -> clip obs -> normalise reward -> clip reward. Each transform
 works on ``(num_envs, ...)`` arrays in one vectorised call; none loops over env copies in Python.

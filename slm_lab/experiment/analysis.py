@@ -1,5 +1,4 @@
-"""Session and trial metrics (contract §4.3), the files and graphs they are written to (§4.1, §4.4), and the console
-summary lines (§4.8).
+"""Session and trial metrics, the files and graphs they are written to, and the console summary lines.
 
 The first half is pure functions of numpy series; the second half reads and writes the run folder. No torch here.
 
@@ -217,7 +216,7 @@ def _tolist(x: np.ndarray) -> list[float]:
 
 
 def calc_session_metrics(session_df: pd.DataFrame, env_name: str) -> dict[str, dict[str, Any]]:
-    """Session metrics from a session dataframe (§4.2): ``{"scalar": {7 keys}, "local": {series}}``.
+    """Session metrics from a session dataframe: ``{"scalar": {7 keys}, "local": {series}}``.
 
     With fewer than 2 rows that have a return, the scalars are NaN and a warning is logged (D36); the local series
     are still filled.
@@ -290,7 +289,7 @@ def calc_trial_metrics(session_metrics_list: Sequence[Mapping[str, Any]]) -> dic
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# console summary lines (§4.8)
+# console summary lines
 
 
 def format_metric_value(key: str, value: Any) -> str:
@@ -383,7 +382,7 @@ def analyze_session(
 ) -> dict[str, dict[str, Any]]:
     """Compute a session's metrics and write its files: the session df CSV, ``{scalar, local}`` metrics JSON, the
     scalar JSON and (with ``plot``) the session graphs, plus the ``--log-extra`` graphs when ``log_extra`` (default:
-    the ``LOG_EXTRA`` env var). ``spec`` is at session level. Values are taken as float32, the df's dtype (§4.2), so
+    the ``LOG_EXTRA`` env var). ``spec`` is at session level. Values are taken as float32, the df's dtype, so
     a retro analysis of the CSV reproduces the metrics exactly."""
     df = session_df.astype(np.float32)
     metrics = calc_session_metrics(df, spec["env"]["name"])
@@ -458,7 +457,7 @@ def load_trial_metrics(spec: Mapping[str, Any], trial: int) -> dict[str, Any] | 
 
 
 def calc_experiment_df(trial_data_dict: Mapping[Any, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per trial from ``{trial: {**config, **trial_scalar}}`` (§4.3): ``trial`` first, then the sorted
+    """One row per trial from ``{trial: {**config, **trial_scalar}}``: ``trial`` first, then the sorted
     config keys (every key that is not a trial metric), then ``METRICS_COLS``; rows sorted by ``strength``,
     descending, NaN last. Missing metrics are NaN."""
     metric_keys = {*METRICS_COLS, *TRIAL_STATS_KEYS}
@@ -487,7 +486,7 @@ def analyze_experiment(
     log_extra: bool | None = None,
     curves: Mapping[int, tuple[Sequence[float], Sequence[Sequence[float]]]] | None = None,
 ) -> pd.DataFrame:
-    """Write a search's analysis (§4.1): ``info/{name}_trial_data_dict.json``, the experiment df CSV (in ``info/``
+    """Write a search's analysis: ``info/{name}_trial_data_dict.json``, the experiment df CSV (in ``info/``
     and the run folder), and with ``plot`` the experiment graph (rows: ``total_reward_ma``, or every metric with
     ``log_extra``) and the multi-trial graphs (legend ``t{idx}``; with ``log_extra`` also their strengths,
     efficiencies and stabilities) from the trials' metric files. Graphs are also

@@ -1,4 +1,4 @@
-"""Session and Trial: the RL loop, and its repetition over seeds (contract §3.2, §3.3)."""
+"""Session and Trial: the RL loop, and its repetition over seeds."""
 
 import contextlib
 import copy

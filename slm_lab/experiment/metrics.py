@@ -1,4 +1,4 @@
-"""MetricsTracker: one dataframe row per checkpoint (contract §4.2)."""
+"""MetricsTracker: one dataframe row per checkpoint."""
 
 import math
 from typing import Any

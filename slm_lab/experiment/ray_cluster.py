@@ -1,4 +1,4 @@
-"""The Ray cluster a search runs on: a local one the lab starts, or an existing one it attaches to (contract B1).
+"""The Ray cluster a search runs on: a local one the lab starts, or an existing one it attaches to (B1).
 
 A cluster the lab starts is marked: before ``ray.init`` starts it, the driver sets ``SLM_RAY_OWNER`` in its
 environment, and every process of that cluster (GCS, raylet, workers, and the session processes trials spawn)

@@ -1,4 +1,4 @@
-"""Run entry (contract §3.1): load the spec, apply the mode, check it builds, tick, save, run the Trial."""
+"""Run entry: load the spec, apply the mode, check it builds, tick, save, run the Trial."""
 
 import contextlib
 import copy
@@ -169,7 +169,7 @@ def resume_trial(target: str, name: str) -> dict[str, Any]:
 
 def best_session(spec: dict[str, Any], predir: Path) -> int:
     """The session of the trial with the highest ``total_reward_ma`` in its scalar train metrics; 0 if none
-    has metrics (§1.4)."""
+    has metrics."""
     prename = f"{spec['name']}_t{spec['meta']['trial']}"
     pattern = re.compile(rf"^{re.escape(prename)}_s(\d+)_session_metrics_scalar_train\.json$")
     best, best_ma = 0, -float("inf")
@@ -293,7 +293,7 @@ def _search_imports(ray_address: str | None) -> Any:
 def run_experiment(
     spec: dict[str, Any], spec_file: str, spec_name: str, ray_address: str | None = None, keep: int = 3
 ) -> pd.DataFrame:
-    """Run a search (§3.5) of a loaded spec. Returns the experiment df."""
+    """Run a search of a loaded spec. Returns the experiment df."""
     preflight_search(spec, spec_file, spec_name)
     search = _search_imports(ray_address)
     tick(spec, "experiment")

@@ -1,4 +1,4 @@
-"""Experiment: a hyperparameter search over trials with Ray Tune, Optuna and ASHA (contract §3.5, D37, B1, B2).
+"""Experiment: a hyperparameter search over trials with Ray Tune, Optuna and ASHA (D37, B1, B2).
 
 The driver turns the spec's ``search`` block into a Ray Tune param space, samples ``meta.max_trial`` points with
 Optuna (seeded by ``meta.random_seed``), and runs each point as one lab ``Trial`` inside a Ray worker with the
@@ -149,7 +149,7 @@ def _lab_env(cpus: float) -> dict[str, Any]:
 def _enter_worker(lab_env: dict[str, Any]) -> None:
     """Make a Ray worker process look like a lab process started by the driver: flags, data dir, import path."""
     os.environ.update(lab_env["env"])
-    os.environ.pop("CUDA_VISIBLE_DEVICES", None)  # the lab assigns GPUs itself (§3.5)
+    os.environ.pop("CUDA_VISIBLE_DEVICES", None)  # the lab assigns GPUs itself
     for path in reversed(lab_env["sys_path"]):
         if os.path.isdir(path) and path not in sys.path:
             sys.path.insert(0, path)  # custom envs (``module:Class``) import as on the driver
@@ -161,7 +161,7 @@ def _enter_worker(lab_env: dict[str, Any]) -> None:
 def _result(
     index: int, node: str, frame: int, ma: float, trial_metrics: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """What a trial reports to Ray: the scheduler's time and metric (NaN reported as 0, §3.5), the trial index,
+    """What a trial reports to Ray: the scheduler's time and metric (NaN reported as 0), the trial index,
     the node it runs on, and the trial's metrics and return curves, so the driver needs no file from that node."""
     out: dict[str, Any] = {
         "frame": int(frame),
@@ -196,7 +196,7 @@ def _trainable(
     node = ray.get_runtime_context().get_node_id()
 
     def report(frame: int, ma: float, trial_metrics: dict[str, Any] | None) -> None:
-        # not the last checkpoint (§3.2): ASHA stops a trial that reaches max_t, which would cut its end-of-trial
+        # not the last checkpoint: ASHA stops a trial that reaches max_t, which would cut its end-of-trial
         # analysis short; the final report below stands for it
         if frame < max_frame:
             tune.report(_result(index, node, frame, ma, trial_metrics))

@@ -1,4 +1,4 @@
-"""TensorBoard event files of a session (contract §4.5).
+"""TensorBoard event files of a session.
 
 Written in dev mode, and in train mode when the spec asks for it with ``meta.tensorboard: true``
 (``meta.tensorboard: false`` turns it off in dev mode too). Dev mode writes session 0 only, as in the reference; a

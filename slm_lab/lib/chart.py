@@ -1,5 +1,5 @@
 """A renderer-independent description of a graph, so that one description gives both the PNG and the interactive
-HTML file of a graph (contract §4.4, B6) and the two can never disagree.
+HTML file of a graph (B6) and the two can never disagree.
 
 A ``Chart`` is a title plus one or more ``Panel``s (a grid for the experiment graph); a panel holds series: ``Line``,
 ``Band`` (a shaded low–high envelope), ``Points`` (a scatter, optionally coloured point by point) and ``Intervals``

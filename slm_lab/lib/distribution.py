@@ -1,4 +1,4 @@
-"""Action types, the distributions (pdtypes) allowed for each, and construction from net outputs (contract §6.3).
+"""Action types, the distributions (pdtypes) allowed for each, and construction from net outputs.
 
 Shapes. Discrete pds (``Categorical``, ``Argmax``, ``GumbelSoftmax``) take logits (B, n): samples and log-probs are
 (B,). Factored pds (``Normal``, ``Beta``, ``Gumbel``, ``LogNormal``, ``NormalTanh``, ``Bernoulli``,

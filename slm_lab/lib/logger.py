@@ -1,4 +1,4 @@
-"""Logging: a console sink (level from ``--log-level``/``LOG_LEVEL``) and one file sink per lab unit (§1.6)."""
+"""Logging: a console sink (level from ``--log-level``/``LOG_LEVEL``) and one file sink per lab unit."""
 
 import contextlib
 import os

@@ -3,7 +3,7 @@
 Everything here is tensor in, tensor out, with no knowledge of agents, memories or specs, so each function can be
 checked against a hand computation.
 
-Conventions for the on-policy recursions (contract §5.2, D6). Batches are time-major, shape (T, N) for T vector steps
+Conventions for the on-policy recursions (D6). Batches are time-major, shape (T, N) for T vector steps
 of N env copies (any trailing shape also works; time is always dim 0).
 
 - ``terminateds[t]``: the episode really ended at step t (the MDP reached a terminal state): **no bootstrap**.

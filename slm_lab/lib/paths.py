@@ -1,4 +1,4 @@
-"""Output paths: the ``data/{name}_{ts}/`` layout of the contract, computed from the spec's meta keys."""
+"""Output paths: the lab's ``data/{name}_{ts}/`` layout, computed from the spec's meta keys."""
 
 import os
 import re

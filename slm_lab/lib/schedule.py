@@ -1,7 +1,7 @@
 """Schedules: ``VarScheduler`` for algorithm variables (ε, τ, entropy coefficient, clip ε) and LR schedulers.
 
 Both count in env **frames** as the spec writes them. A VarScheduler is a pure function of the frame, so resuming
-only needs the frame; an LR scheduler counts ``train()`` calls (it is stepped once per call, contract §5.1), so its
+only needs the frame; an LR scheduler counts ``train()`` calls (it is stepped once per call), so its
 frame horizon is converted to scheduler steps with ``frames_per_step = training_frequency × num_envs``.
 """
 
@@ -87,7 +87,7 @@ def periodic_decay(start_val: float, end_val: float, start_step: int, end_step: 
 class VarScheduler:
     """A scheduled scalar, e.g. ``{name: linear_decay, start_val: 1.0, end_val: 0.0, start_step: 0, end_step: 1e4}``.
 
-    Steps are env frames (contract §6.4). Before ``start_step`` the value is ``start_val``; ``end_val: 0`` really
+    Steps are env frames. Before ``start_step`` the value is ``start_val``; ``end_val: 0`` really
     means 0, and only an absent/null ``end_val`` defaults to ``start_val`` (D2). A null spec means the variable is
     unused: the value is a constant NaN. In eval mode (``set_eval(True)``, enjoy/eval runs) it is ``end_val``,
     so e.g. ε-greedy acts with its final ε (D11).

@@ -1,4 +1,4 @@
-"""Headless graphs of the session and trial metrics (contract §4.4), each as a PNG and as an interactive HTML file.
+"""Headless graphs of the session and trial metrics, each as a PNG and as an interactive HTML file.
 
 A graph is first described as a ``Chart`` (``slm_lab.lib.chart``); ``render_chart`` then writes ``{stem}.png`` with
 matplotlib and ``{stem}.html`` with ``html_graph``. PNG rendering uses matplotlib's ``Figure`` with the Agg canvas
@@ -46,7 +46,7 @@ __all__ = [
 
 MA_WINDOW = 100
 SESSION_EXTRA_COLS = ("loss", "explore_var", "entropy")
-# --log-extra series of the session local metrics and the time axis each is drawn against (§4.1)
+# --log-extra series of the session local metrics and the time axis each is drawn against
 EXTRA_SESSION_SERIES = (
     ("strengths", "frames"),
     ("sample_efficiencies", "frames"),
@@ -287,7 +287,7 @@ def plot_session(
 def plot_session_extra(
     graph_prepath: str, df_mode: str, local: Mapping[str, FloatSeq], title: str
 ) -> list[str]:
-    """The ``--log-extra`` session graphs (§4.1): strengths, sample_efficiencies and stabilities vs frames,
+    """The ``--log-extra`` session graphs: strengths, sample_efficiencies and stabilities vs frames,
     training_efficiencies vs opt_steps, each raw and MA."""
     prefix = f"{graph_prepath}_session_graph_{df_mode}"
     written: list[str] = []
@@ -335,7 +335,7 @@ def plot_trial(
 
 
 def plot_trial_extra(graph_prepath: str, local: Mapping[str, Any], title: str) -> list[str]:
-    """The ``--log-extra`` trial graphs (§4.1): the session series of ``plot_session_extra`` as mean ± std across
+    """The ``--log-extra`` trial graphs: the session series of ``plot_session_extra`` as mean ± std across
     sessions, plus the trial's consistencies vs frames, each raw and MA. ``local`` is the trial's local metrics."""
     prefix = f"{graph_prepath}_trial_graph"
     written: list[str] = []

@@ -1,4 +1,4 @@
-"""Graphs that compare runs (contract §4.4): the experiment scatter grid and the multi-trial overlay that a search
+"""Graphs that compare runs: the experiment scatter grid and the multi-trial overlay that a search
 writes, and the graphs of ``slm-lab plot``: MA curves of several runs, performance profiles and probabilities of
 improvement (B3). Inputs are plain dataframes and series, so each graph is built and tested without a run folder.
 Every function writes a PNG and its HTML through ``viz.render_chart`` and returns the paths written.
@@ -28,7 +28,7 @@ __all__ = [
     "sort_labels",
 ]
 
-# §4.4: fixed legend order and one colour per algorithm, so every comparison graph reads the same way
+# fixed legend order and one colour per algorithm, so every comparison graph reads the same way
 ALGORITHM_ORDER = ("REINFORCE", "SARSA", "DQN", "DDQN+PER", "A2C", "PPO", "SAC", "CrossQ")
 ALGORITHM_COLORS = {
     "REINFORCE": "#8c564b",
@@ -47,7 +47,7 @@ NAN_COLOR = "#cccccc"
 
 
 def algorithm_label(algorithm_name: str, memory_name: str = "") -> str:
-    """The legend name of an algorithm class (§4.4): ``DoubleDQN`` is "DDQN+PER" with a prioritized memory, else
+    """The legend name of an algorithm class: ``DoubleDQN`` is "DDQN+PER" with a prioritized memory, else
     "DDQN"; ``VanillaDQN``→DQN, ``ActorCritic``→A2C, ``SoftActorCritic``→SAC, ``Reinforce``→REINFORCE; others keep
     their names."""
     if algorithm_name == "DoubleDQN":

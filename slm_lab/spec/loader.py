@@ -4,13 +4,13 @@ Validation lives in ``slm_lab.spec.validation``; this module re-exports its publ
 ``get_spec_models``, ``SpecModels``), so both import paths work.
 
 Public API of this module
-- ``get_spec(spec_file=None, spec_name=None, sets=None) -> dict``: load one spec (§2.1 pipeline). Adds the runtime
+- ``get_spec(spec_file=None, spec_name=None, sets=None) -> dict``: load one spec. Adds the runtime
   meta keys and ``name``; fills the meta defaults (``distributed`` false (D4), ``log_frequency``, ``eval_frequency``,
   ``rigorous_eval``, ``max_trial``); renames key aliases; casts integral floats in int fields (``1e6`` -> 1000000);
   validates. Creates nothing on disk.
 - ``complete_spec(spec, spec_file=None, warn=True) -> dict``: validate and normalise a spec that already has its
   runtime keys (used for each sampled spec of a search).
-- ``override_spec(spec, mode) -> dict``: a copy with the mode's overrides (§1.3, §2.10). ``mode@arg`` is accepted.
+- ``override_spec(spec, mode) -> dict``: a copy with the mode's overrides. ``mode@arg`` is accepted.
 - ``tick(spec, unit) -> dict``: advance ``meta[unit]``, set the prepaths, create the output folders.
 - ``save_spec(spec, unit) -> str``: write ``{name}_spec.json`` (experiment/run) or ``{name}_t{t}_spec.json``.
 - ``resolve_spec_path(spec_file) -> Path``, ``load_spec_file(spec_file, sets=None) -> dict`` (every spec in a
@@ -179,7 +179,7 @@ def _split_set(item: str) -> tuple[str, str]:
 
 
 def substitute_vars(text: str, sets: list[str] | None) -> str:
-    """Replace ``${KEY}`` for each ``KEY=VALUE`` item (§2.9).
+    """Replace ``${KEY}`` for each ``KEY=VALUE`` item.
 
     The item is split at its first ``=``. A numeric VALUE becomes a canonical number that also replaces a quoted
     ``"${KEY}"`` together with its quotes, so the parser sees a number; any other VALUE replaces ``${KEY}`` as text.
@@ -354,8 +354,8 @@ def _add_runtime_meta(spec: dict[str, Any]) -> None:
 
 
 def run_name(spec_name: str, sets: list[str] | None = None) -> str:
-    """The run's name, which names its data folder: the spec name, plus ``_{env short}`` when ``-s env=`` is given
-    (§2.9)."""
+    """The run's name, which names its data folder: the spec name, plus ``_{env short}`` when ``-s env=``
+    is given."""
     env_ids = [value for key, value in map(_split_set, sets or []) if key == "env"]
     return f"{spec_name}_{env_short_name(env_ids[-1])}" if env_ids else spec_name
 
@@ -377,7 +377,7 @@ def check_name(name: str, what: str = "spec name") -> str:
 def get_spec(
     spec_file: str | None = None, spec_name: str | None = None, sets: list[str] | None = None
 ) -> dict:
-    """Load, complete and validate one spec (§2.1). ``sets`` are ``KEY=VALUE`` items for ``${KEY}``."""
+    """Load, complete and validate one spec. ``sets`` are ``KEY=VALUE`` items for ``${KEY}``."""
     spec_file = str(spec_file or DEFAULT_SPEC_FILE)
     spec_name = check_name(spec_name or DEFAULT_SPEC_NAME)
     specs = load_spec_file(spec_file, sets)
@@ -429,7 +429,7 @@ def override_spec(spec: dict[str, Any], mode: str) -> dict[str, Any]:
 
 
 def _test_overrides(spec: dict[str, Any]) -> None:
-    """The tiny-run overrides of §2.10, used by the test-suite."""
+    """The tiny-run overrides of the ``test`` mode, used by the test-suite."""
     agent, env, meta = spec["agent"], spec["env"], spec["meta"]
     algorithm = agent["algorithm"]
     freq = 1 if agent["memory"].get("name") == "OnPolicyReplay" else 8

@@ -119,7 +119,7 @@ class ComponentSpec(SpecModel):
 
 
 class VarSchedulerSpec(SpecModel):
-    """A variable schedule over env frames (§6.4). An absent ``end_val`` means ``start_val`` (D2)."""
+    """A variable schedule over env frames. An absent ``end_val`` means ``start_val`` (D2)."""
 
     name: Literal["no_decay", "linear_decay", "rate_decay", "periodic_decay"]
     start_val: Number
@@ -136,7 +136,7 @@ class AlgorithmSpec(SpecModel):
     """Keys every algorithm reads. Class variables describe cross-section rules the loader enforces."""
 
     ROUTES_NET_KEYS: ClassVar[bool] = False
-    """True: ``actor_*``/``critic_*`` net keys go to that net only, prefix removed (§2.5)."""
+    """True: ``actor_*``/``critic_*`` net keys go to that net only, prefix removed."""
     MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = None
     """Memory classes this algorithm works with; None means any."""
     REQUIRED_NET_KEYS: ClassVar[tuple[str, ...]] = ()
@@ -242,7 +242,7 @@ class SARSASpec(AlgorithmSpec):
 
 
 class VanillaDQNSpec(AlgorithmSpec):
-    """The DQN family's keys: replay training cadence and iterations (contract §2.3)."""
+    """The DQN family's keys: replay training cadence and iterations."""
 
     MEMORY_NAMES: ClassVar[tuple[str, ...] | None] = ("Replay", "PrioritizedReplay")
     FORBIDDEN_NET_KEYS: ClassVar[tuple[str, ...]] = ("update_type", "update_frequency", "polyak_coef")
@@ -410,7 +410,7 @@ MEMORY_SPECS: dict[str, type[MemorySpec]] = {
 
 
 class NetSpec(SpecModel):
-    """Keys common to every net class (§2.5)."""
+    """Keys common to every net class."""
 
     type: str
     out_layer_activation: str | list[str | None] | None = None
@@ -508,7 +508,7 @@ NET_SPECS: dict[str, type[NetSpec]] = {
 
 
 def route_net_spec(net_spec: dict[str, Any], role: Literal["actor", "critic"]) -> dict[str, Any]:
-    """The net spec one network of the actor-critic family sees (§2.5).
+    """The net spec one network of the actor-critic family sees.
 
     A key containing ``actor_`` (``critic_``) goes only to the actor (critic), with that prefix removed, and wins
     over the plain key: ``actor_optim_spec`` becomes the actor's ``optim_spec``. ``actor_init_std`` and
@@ -558,7 +558,7 @@ def unrouted_key(key: str) -> str:
 
 
 class EnvSpec(SpecModel):
-    """Keys the lab reads itself (§2.6). Every other key is a keyword argument for ``gym.make``/``gym.make_vec``."""
+    """Keys the lab reads itself. Every other key is a keyword argument for ``gym.make``/``gym.make_vec``."""
 
     model_config = ConfigDict(extra="allow", protected_namespaces=(), allow_inf_nan=False)
 
@@ -589,7 +589,7 @@ class EnvSpec(SpecModel):
 
 
 class MetaSpec(SpecModel):
-    """User keys of ``meta`` (§2.7) plus the runtime keys the loader adds and ``tick`` updates."""
+    """User keys of ``meta`` plus the runtime keys the loader adds and ``tick`` updates."""
 
     distributed: Literal[False, "synced", "shared"] = False
     log_frequency: Frequency = 10000
@@ -603,7 +603,7 @@ class MetaSpec(SpecModel):
     search_max_failures: NonNegInt = 1
     random_seed: Seed | None = None
     num_gpus: Any = None  # accepted and ignored (D9)
-    # clone-only: TensorBoard event files in log/ (§4.5). null: dev mode only; true: also every session in train
+    # clone-only: TensorBoard event files in log/. null: dev mode only; true: also every session in train
     # mode; false: never, not even in dev mode
     tensorboard: Flag | None = None
     # runtime keys

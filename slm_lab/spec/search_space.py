@@ -1,4 +1,4 @@
-"""The spec's ``search`` block (contract §2.11): its parameters, the Ray Tune param space, and sampled values written
+"""The spec's ``search`` block: its parameters, the Ray Tune param space, and sampled values written
 back into a spec.
 
 A search block is nested (``{"agent": {"algorithm": {"gamma__uniform": [0.95, 0.999]}}}``), flat with dotted keys

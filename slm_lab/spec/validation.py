@@ -322,7 +322,7 @@ def _check_nets(agent: dict[str, Any], algo_cls: type[AlgorithmSpec] | None, che
             check.unknown += _unknown_keys(net, net_cls, "agent.net", routed=True)
             for key in algo_cls.REQUIRED_NET_KEYS:
                 if key == "shared" and net.get("type") == "TorchArcNet":
-                    continue  # TorchArcNet defaults shared to false (§2.5)
+                    continue  # TorchArcNet defaults shared to false
                 if key not in net:
                     check.errors.append(
                         f"agent.net.{key}: field required ({agent['algorithm']['name']} needs it)"
@@ -487,7 +487,7 @@ def _validated(
 
 
 def validate_spec(spec: dict[str, Any], spec_file: str | None = None, check_env: bool = True) -> None:
-    """Check a spec (§2.10, D24): raise ``SpecError`` listing every problem as ``<dotted.key>: <problem>``.
+    """Check a spec (D24): raise ``SpecError`` listing every problem as ``<dotted.key>: <problem>``.
 
     Unknown keys are not errors: each gets one warning. ``check_env`` also checks that ``env.name`` is a
     registered gymnasium id (this imports gymnasium). ``spec`` is not modified.

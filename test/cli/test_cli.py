@@ -38,7 +38,7 @@ def test_help_answers_without_importing_torch() -> None:
 
 
 def test_train_writes_every_output_file(tmp_path: Path, check_graph) -> None:
-    """A 2-session train run (spawned processes) writes the full data/{name}_{ts}/ layout of the contract, and
+    """A 2-session train run (spawned processes) writes the full data/{name}_{ts}/ output layout, and
     ``slm-retro`` rebuilds its metric files byte for byte (D23)."""
     out = slm_lab(["run", str(FIXTURES / f"{NAME}.json"), NAME, "train", "-s", "max_frame=1024"], tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

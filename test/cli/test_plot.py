@@ -199,7 +199,7 @@ def test_plot_list_marks_runs_with_trial_metrics(tmp_path):
 
 
 def test_plot_runs_without_torch(tmp_path):
-    """`slm-lab plot` and `plot-list` import neither torch nor gymnasium (§1.1), in a fresh interpreter."""
+    """`slm-lab plot` and `plot-list` import neither torch nor gymnasium, in a fresh interpreter."""
     data = tmp_path / "data"
     make_run(data, "a", "PPO", "CartPole-v1", [1.0, 2.0])
     code = (

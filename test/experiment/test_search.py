@@ -1,4 +1,4 @@
-"""Search (§3.5, D37, B1, B2): trials reporting session means to a scheduler, result pairing by trial index, and
+"""Search (D37, B1, B2): trials reporting session means to a scheduler, result pairing by trial index, and
 real searches through the CLI on a local Ray cluster, on a cluster started with `ray start` and attached by address,
 with a failing trial, interrupted and restored, and `--stop-ray`."""
 

@@ -1,4 +1,4 @@
-"""TensorBoard event files (contract §4.5): when they are written, and what they hold, read back with TensorBoard's
+"""TensorBoard event files: when they are written, and what they hold, read back with TensorBoard's
 own event reader."""
 
 import copy

@@ -1,4 +1,4 @@
-"""Random baselines (§6.6, D22): the shipped file is read-only; a missing env is computed once and cached in the user
+"""Random baselines (D22): the shipped file is read-only; a missing env is computed once and cached in the user
 cache, or under the data folder when the cache folder cannot be written."""
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The search block (§2.11): parsing, load-time errors, the Ray Tune param space for every sampler, and sampled
+"""The search block: parsing, load-time errors, the Ray Tune param space for every sampler, and sampled
 values written back into a spec."""
 
 import random

@@ -47,7 +47,7 @@ class ActorCritic(PolicyGradient):
 
     @staticmethod
     def training_frequency(algorithm_spec: dict[str, Any]) -> int:
-        """n-step returns (``lam`` null) train every ``num_step_returns`` steps (contract §2.3)."""
+        """n-step returns (``lam`` null) train every ``num_step_returns`` steps."""
         n = algorithm_spec.get("num_step_returns")
         if algorithm_spec.get("lam") is None and n is not None:
             return int(n)

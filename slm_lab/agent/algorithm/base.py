@@ -1,4 +1,4 @@
-"""Algorithm base: owns nets, optimizers and schedulers, and saves/loads them (contract §5.1, §4.6)."""
+"""Algorithm base: owns nets, optimizers and schedulers, and saves/loads them."""
 
 import contextlib
 import math
@@ -20,14 +20,14 @@ __all__ = ["ALGORITHMS", "Algorithm"]
 
 ALGORITHMS: Registry[type["Algorithm"]] = Registry("algorithm")
 
-# VarScheduler names in the order their dataframe columns are registered (contract §4.2)
+# VarScheduler names in the order their dataframe columns are registered
 VAR_COLUMNS = ("explore_var", "entropy_coef", "clip_eps")
 
 
 class Algorithm(ABC):
     """Base of every algorithm: ``act``, ``train``, ``update``, save and load.
 
-    Subclasses fill ``self.nets`` (name -> module, the contract's ``net_names``), ``self.optims`` (net name ->
+    Subclasses fill ``self.nets`` (net name -> module), ``self.optims`` (net name ->
     optimizer, for nets that learn), ``self.lr_schedulers`` (net name -> LR scheduler) and ``self.var_schedulers``
     (explore_var / entropy_coef / clip_eps). ``train()`` returns the loss, NaN when it did not train.
     """

@@ -1,5 +1,5 @@
 """The DQN family: VanillaDQN, DQNBase, DQN and DoubleDQN, which differ only in the bootstrap value X of the TD
-target y = r + γ(1 − terminated)·X (contract §5.3, D1)."""
+target y = r + γ(1 − terminated)·X (D1)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Action policies: from a batch of net outputs to a batch of actions for all env copies (contract §6.3).
+"""Action policies: from a batch of net outputs to a batch of actions for all env copies.
 
 Every policy acts on the whole vector of env copies in one call. ε / τ for the exploring policies is the
 algorithm's ``explore_var``. The exploring policies draw from torch's RNG on the net output's device, so a seeded

@@ -2,7 +2,7 @@
 
 ``PolicyGradient`` builds a policy ``net`` and, for classes with a critic, either one shared net (policy outputs plus
 one value unit, last) or a separate ``critic_net`` with its own optimizer and LR scheduler, routing
-``actor_*``/``critic_*`` net keys to each (contract §2.5). Subclasses write ``train``.
+``actor_*``/``critic_*`` net keys to each. Subclasses write ``train``.
 """
 
 import math
@@ -32,7 +32,7 @@ V_CHUNK = 4096
 def policy_out_dim(
     action_type: str, action_dim: int | list[int], log_std_init: float | None
 ) -> int | list[int]:
-    """Net output size(s) for the policy head (contract §6.2)."""
+    """Net output size(s) for the policy head."""
     if action_type == "discrete":
         return int(action_dim)  # type: ignore[arg-type]
     if action_type == "multi_discrete":

@@ -1,4 +1,4 @@
-"""Soft Actor-Critic (continuous and discrete) and CrossQ: maximum-entropy off-policy actor-critics (contract §5.3).
+"""Soft Actor-Critic (continuous and discrete) and CrossQ: maximum-entropy off-policy actor-critics.
 
 Both learn a stochastic policy ``net`` and twin Q critics ``q1_net``/``q2_net`` from replay, with an entropy
 temperature α that is tuned automatically toward a target entropy H̄ (or fixed). SAC bootstraps from target copies

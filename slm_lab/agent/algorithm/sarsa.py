@@ -15,7 +15,7 @@ __all__ = ["SARSA"]
 
 @ALGORITHMS.register("SARSA")
 class SARSA(ValueBased):
-    """SARSA (Rummery & Niranjan 1994; Sutton & Barto §6.4) with a Q-net.
+    """SARSA (Rummery & Niranjan 1994; Sutton & Barto, section 6.4) with a Q-net.
 
     Each update, on a rollout of ``training_frequency`` vector steps from ``OnPolicyBatchReplay``:
     1. a′ of each transition is the action the agent actually took next in that env copy (D19). The last vector step

@@ -1,5 +1,5 @@
 """Machinery shared by the value-based algorithms (SARSA and the DQN family): a Q-net, exploring policies, and
-an optional target net with ``replace`` or ``polyak`` updates (contract §5.3)."""
+an optional target net with ``replace`` or ``polyak`` updates."""
 
 import copy
 import math

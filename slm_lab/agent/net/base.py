@@ -1,4 +1,4 @@
-"""The one optimizer-step site of the lab, plus the dev-mode training checks (contract §4.7, §6.2)."""
+"""The one optimizer-step site of the lab, plus the dev-mode training checks."""
 
 import math
 from collections.abc import Sequence

@@ -16,7 +16,7 @@ __all__ = ["TailsMixin"]
 
 
 class TailsMixin(nn.Module):
-    """Adds ``tails``, ``out_acts`` and ``log_std`` to a net, with MLPNet's output rules (contract §6.2).
+    """Adds ``tails``, ``out_acts`` and ``log_std`` to a net, with MLPNet's output rules.
 
     ``out_dim`` is an int (one tail, a tensor out) or a list (one tail each, a list out). With ``log_std_init`` and
     ``out_dim == [A, A]`` the log-std output is a learned state-independent

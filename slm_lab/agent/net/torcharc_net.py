@@ -46,7 +46,7 @@ def _init_weight_norm_layers(net: nn.Module, init_fn: str | None, activation: st
 class TorchArcNet(TailsMixin):
     """A body built from a TorchArc-format ``arc`` (inline) or ``arc_file`` (YAML/JSON path), then the MLPNet tails.
 
-    Construction (contract §6.2): a dummy batch-1 forward in eval mode gives the body's output width and materialises
+    Construction: a dummy batch-1 forward in eval mode gives the body's output width and materialises
     lazy layers (``LazyLinear``, ``LazyBatchRenorm1d``, ...); body outputs with more than 2 dims are flattened; then
     one Linear tail per output. ``normalize`` divides the input by 255 inside the net. The graph must have one input
     (the observation). Observations are flattened by the algorithm (``flat_input``) unless the arc starts with a

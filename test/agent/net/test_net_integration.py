@@ -117,7 +117,7 @@ def test_observation_history_shifts_and_restarts_after_an_episode_ends() -> None
 
 
 def test_torcharc_net_needs_no_shared_key_for_actor_critic_specs() -> None:
-    """§2.5: `shared` is required for the actor-critic family's MLP nets, but defaults to false for TorchArcNet."""
+    """`shared` is required for the actor-critic family's MLP nets, but defaults to false for TorchArcNet."""
     spec = get_spec(str(FIXTURES / "ppo_cartpole_tiny.json"), "ppo_cartpole_tiny", ["max_frame=1000"])
     spec["agent"]["net"] = {"type": "TorchArcNet", "arc": ARC, "use_same_optim": True}
     validate_spec(spec)
