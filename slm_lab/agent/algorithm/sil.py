@@ -68,7 +68,9 @@ class SelfImitation:
             device=torch.device("cpu"),
         )
         self.algorithm = algorithm
-        self.training_start_step = int(cfg.training_start_step or memory_spec["batch_size"])
+        # absent: one batch; an explicit 0 starts at once (D20)
+        start = cfg.training_start_step
+        self.training_start_step = int(memory_spec["batch_size"] if start is None else start)
         self.training_iter, self.training_batch_iter = int(cfg.training_iter), int(cfg.training_batch_iter)
         self.policy_coef, self.value_coef = float(cfg.sil_policy_loss_coef), float(cfg.sil_val_loss_coef)
 

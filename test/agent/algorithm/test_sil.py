@@ -94,3 +94,16 @@ def test_missing_sil_replay_keys_are_spec_errors() -> None:
     del spec["agent"]["memory"]["sil_replay_name"]
     with pytest.raises(SpecError, match=r"agent\.memory\.sil_replay_name: required by PPOSIL"):
         build(spec)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "batch_size"), (0, 0), (50, 50)])
+def test_an_absent_training_start_step_is_one_batch_and_an_explicit_0_is_kept(given, expected) -> None:
+    spec = get_spec(*PPO_SIL)
+    spec["agent"]["algorithm"].pop("training_start_step", None)
+    if given is not None:
+        spec["agent"]["algorithm"]["training_start_step"] = given
+    env, agent = build(spec)
+    batch_size = spec["agent"]["memory"].get("sil_batch_size") or agent.algorithm.sil.replay.batch_size
+    want = batch_size if expected == "batch_size" else expected
+    assert agent.algorithm.sil.training_start_step == want
+    env.close()
