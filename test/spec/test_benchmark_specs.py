@@ -2,6 +2,7 @@
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,6 @@ def test_spec_runs_in_test_mode(
     metrics = session.run()
     assert session.env.clock.frame >= 40
     assert set(metrics) == {"scalar", "local"}
+    # it trained: optimizer steps ran and the last loss is a number (test mode starts training at once)
+    assert session.env.clock.opt_step > 0
+    assert math.isfinite(session.agent.loss)
