@@ -25,7 +25,8 @@ class Agent:
         self.memory = memory
         self.learning = mode not in ("enjoy", "eval")
         self.loss = math.nan
-        self.train_seconds = 0.0  # wall seconds spent in training updates, which the thread tuner compares
+        self.train_seconds = 0.0  # wall seconds spent in finished training updates
+        self.train_started: float | None = None  # perf_counter() at the start of the update in progress
 
     def act(self, state: np.ndarray) -> np.ndarray:
         return self.algorithm.act(state)
@@ -36,13 +37,21 @@ class Agent:
         self.memory.update(state, action, step.reward, step.next_state, step.terminated, step.truncated)
         self.algorithm.on_step(state, action, step)
         if self.memory.ready():
-            start = time.perf_counter()
+            self.train_started = time.perf_counter()
             loss = self.algorithm.train()
-            self.train_seconds += time.perf_counter() - start
+            self.train_seconds += time.perf_counter() - self.train_started
+            self.train_started = None
             self.memory.on_train()
             if not math.isnan(loss):
                 self.loss = loss
         self.algorithm.update()
+
+    def train_clock(self) -> float:
+        """Wall seconds spent training so far, the update in progress included: what the thread tuner compares,
+        also from inside a long update (one PPO update is thousands of optimizer steps)."""
+        if self.train_started is None:
+            return self.train_seconds
+        return self.train_seconds + (time.perf_counter() - self.train_started)
 
     def save(self, model_prepath: str, ckpt: str | None = None) -> None:
         self.algorithm.save(model_prepath, ckpt)

@@ -9,6 +9,7 @@
 """
 
 import time
+from collections.abc import Callable
 
 __all__ = ["Clock"]
 
@@ -29,6 +30,8 @@ class Clock:
         self.batch_size = 1
         self._wall_offset = 0.0  # seconds accumulated before the last (re)start of the timer
         self._start = time.perf_counter()
+        # called after every optimizer step when set (the session's thread tuner times training through it)
+        self.on_opt_step: Callable[[], None] | None = None
 
     def tick_step(self, num_done: int, done_mask: object = None) -> None:
         """One vector step: ``frame += num_envs``; ``t`` as the module docstring defines; ``epi += num_done``.
@@ -44,6 +47,8 @@ class Clock:
 
     def tick_opt_step(self, n: int = 1) -> None:
         self.opt_step += n
+        if self.on_opt_step is not None:
+            self.on_opt_step()
 
     @property
     def wall_t(self) -> float:

@@ -169,6 +169,11 @@ class Session:
             state = env.reset(seed=self.seed)
         clock.reset_timer()
         progress = self.make_progress()
+        if (
+            threads is not None and threads.fixed is None
+        ):  # the thread tuner also looks between optimizer steps
+            threads.totals = lambda: (agent.train_clock(), clock.opt_step)
+            clock.on_opt_step = threads.on_opt_step
         if tb is not None:
             tb.add_graph(state)
         try:
@@ -191,11 +196,14 @@ class Session:
                 if progress is not None:
                     progress.update(clock.frame)
                 if threads is not None:
-                    threads.maybe_refresh(agent.train_seconds, clock.opt_step)
+                    threads.maybe_refresh(agent.train_clock(), clock.opt_step)
                 if self.stop_signal is not None:
                     break
         finally:
             self.obs = state
+            clock.on_opt_step = None
+            if threads is not None:
+                threads.totals = None
             if progress is not None:
                 progress.close()
         if self.stop_signal is not None and self.learning:

@@ -38,6 +38,7 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -52,6 +53,7 @@ REFRESH_INTERVAL = 1.0  # seconds between two looks at the other lab processes
 TUNE_SECONDS = 0.5  # seconds of training a thread count is timed over, at least
 RETUNE_INTERVAL = 300.0  # seconds after which the tuner measures again, in case the work changed
 TUNE_MARGIN = 1.05  # fewer threads than the share must be this much faster to be kept
+TUNE_CHECK_INTERVAL = 0.1  # seconds between two looks of the tuner from inside a training update
 
 
 def machine_cores() -> int:
@@ -193,6 +195,9 @@ class ThreadBudget:
         self.processes = self.floor  # lab processes counted at the last refresh
         self.next_check = 0.0
         self.tuner: ThreadTuner | None = None
+        # the session's (training seconds, optimizer steps) so far, for the tuner between optimizer steps
+        self.totals: Callable[[], tuple[float, int]] | None = None
+        self.next_tune = 0.0
 
     @property
     def entry(self) -> Path:
@@ -200,7 +205,7 @@ class ThreadBudget:
 
     def join(self) -> int:
         self.joined += 1
-        self.tuner = None  # a new session: its training is timed afresh
+        self.tuner, self.totals = None, None  # a new session: its training is timed afresh
         if self.joined == 1:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -278,6 +283,23 @@ class ThreadBudget:
     def maybe_refresh(self, train_seconds: float | None = None, opt_steps: int = 0) -> None:
         if time.monotonic() >= self.next_check:
             self.refresh(train_seconds, opt_steps)
+
+    def on_opt_step(self) -> None:
+        """After an optimizer step (the clock calls it): let the tuner look at most every ``TUNE_CHECK_INTERVAL``,
+        so that its windows can end inside one long update (a PPO update is thousands of optimizer steps) instead of
+        at the loop's next refresh. Needs ``totals``; the listing is re-read only by ``refresh``."""
+        tuner, totals = self.tuner, self.totals
+        if tuner is None or totals is None:
+            return
+        now = time.monotonic()
+        if now < self.next_tune:
+            return
+        self.next_tune = now + TUNE_CHECK_INTERVAL
+        train_seconds, opt_steps = totals()
+        threads = tuner.observe(train_seconds, opt_steps, now)
+        if threads != self.threads:
+            torch.set_num_threads(threads)
+            self.threads = threads
 
 
 _BUDGET: ThreadBudget | None = None

@@ -317,3 +317,23 @@ def test_a_training_session_tunes_its_threads(monkeypatch: pytest.MonkeyPatch, d
     assert tuner is not None and set(tuner.costs) == {4, 2, 1}
     assert all(cost > 0 for cost in tuner.costs.values())
     assert budget.threads == tuner.best
+
+
+def test_the_tuner_also_looks_between_optimizer_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside one long update the loop does not refresh; the clock's opt-step hook lets the tuner move on."""
+    from slm_lab.env.clock import Clock
+
+    monkeypatch.setattr(perf, "TUNE_CHECK_INTERVAL", 0.0)
+    setup_perf(torch.device("cpu"))
+    budget: ThreadBudget = perf._BUDGET
+    clock, seconds = Clock(1000), [0.0]
+    costs = {16: 0.004, 8: 0.002, 1: 0.003}
+    budget.refresh(0.0, 0)  # the loop's first look makes the tuner
+    budget.totals = lambda: (seconds[0], clock.opt_step)
+    clock.on_opt_step = budget.on_opt_step
+    while budget.tuner.probing:
+        warm = len(budget.tuner.queue) > len(budget.tuner.rounds)
+        seconds[0] += 1.0 if warm else costs[budget.threads]
+        clock.tick_opt_step()
+    assert budget.threads == 8 and torch.get_num_threads() == 8
+    assert clock.opt_step < 4000  # windows of 0.5 s of training: a few hundred steps each
