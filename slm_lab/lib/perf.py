@@ -15,12 +15,13 @@ pruned by the next reader. Each process takes ``cores // n`` threads for the ``n
 started alone gives cores back when a second one starts and takes them again when it ends.
 
 Within its share, how many threads: more threads help big batched matrix products (SAC's 256-row batches through
-256-wide layers, Atari's convolutions) and hurt small ones, where waking the other threads costs more than they
-save (a PPO session training on 64-row minibatches through the same layers ran 9–35% faster on one thread than on
-two on a 2-core machine). No rule of thumb predicts which, so a ``ThreadTuner`` measures it: once the session
-trains, it times the training updates (seconds per optimizer step) for a window of at least ``TUNE_SECONDS`` of
-training at each candidate count (1, half the share, the share), keeps the fastest, and measures again every
-``RETUNE_INTERVAL`` seconds and whenever the share changes.
+256-wide layers, Atari's convolutions) and can hurt small ones, where waking the other threads costs more than
+they save (a PPO session training on 64-row minibatches through the same layers ran 9–35% faster on one thread
+than on two on a 2-core machine, and 8–11% slower in a later sitting on the same, busier, machine). No rule of
+thumb predicts which, so a ``ThreadTuner`` measures it: once the session trains, it times the training updates
+(seconds per optimizer step) for windows of at least ``TUNE_SECONDS`` of training at each candidate count (1, half
+the share, the share), keeps the fastest, and measures again every ``RETUNE_INTERVAL`` seconds and whenever the
+share changes. The clock calls the budget after every optimizer step, so a window can end inside one long update.
 
 Overrides: ``--no-optimize-perf`` (``OPTIMIZE_PERF=false``) leaves torch's threads as torch sets them and joins
 nothing; ``SLM_THREADS=N`` fixes this process's threads at N (it is still listed, so the others count it) and
