@@ -17,7 +17,7 @@ started alone gives cores back when a second one starts and takes them again whe
 Within its share, how many threads: more threads help big batched matrix products (SAC's 256-row batches through
 256-wide layers, Atari's convolutions) and can hurt small ones, where waking the other threads costs more than
 they save (a PPO session training on 64-row minibatches through the same layers ran 9–35% faster on one thread
-than on two on a 2-core machine, and 8–11% slower in a later sitting on the same, busier, machine). No rule of
+than on two on a 2-core machine, and 8–11% slower in a later sitting on the same machine). No rule of
 thumb predicts which, so a ``ThreadTuner`` measures it: once the session trains, it times the training updates
 (seconds per optimizer step) for windows of at least ``TUNE_SECONDS`` of training at each candidate count (1, half
 the share, the share), keeps the fastest, and measures again every ``RETUNE_INTERVAL`` seconds and whenever the
