@@ -52,12 +52,8 @@ def entry_point_error(name: str) -> str | None:
 
 
 def _register_ale(name: str) -> None:
-    try:
-        from slm_lab.env.atari import register_ale
-
-        register_ale()
-    except ImportError:
-        raise SpecError(f"env.name {name!r}: Atari envs need the package 'ale-py'") from None
+    if not register_ale_if_installed():
+        raise SpecError(f"env.name {name!r}: Atari envs need the package 'ale-py'")
 
 
 def find_gym_spec(name: str) -> EnvSpec:

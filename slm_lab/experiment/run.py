@@ -22,7 +22,7 @@ from slm_lab.lib.paths import resolve_predir
 from slm_lab.spec.bounds import check_env_copies, check_memory_and_nets
 from slm_lab.spec.loader import claim_predir, complete_spec, save_spec, tick
 from slm_lab.spec.search_space import apply_config, parse_search, probe_configs
-from slm_lab.spec.validation import unknown_keys
+from slm_lab.spec.validation import unknown_searched_keys
 
 __all__ = [
     "enjoy_session",
@@ -258,14 +258,13 @@ def preflight_search(spec: dict[str, Any], spec_file: str, spec_name: str) -> No
     if spec["meta"].get("max_trial") is None:
         raise SpecError(f"{where}: meta.max_trial: search mode needs the number of trials to sample")
     params, _ = parse_search(spec["search"])  # its errors were reported at load
+    unknown = unknown_searched_keys(
+        spec
+    )  # also checked at load; a spec built in code may not have been loaded
+    if unknown:
+        raise SpecError(f"{where}: " + "; ".join(unknown))
     for label, config, varied in probe_configs(params):
         probe = apply_config(spec, config)
-        if varied is None:
-            unknown = sorted(set(unknown_keys(probe)) - set(unknown_keys(spec)))
-            if unknown:
-                raise SpecError(
-                    f"{where}: search: {', '.join(unknown)} is not a spec key; searching it would change nothing"
-                )
         try:
             sampled = complete_spec(probe, spec_file, warn=False)
             if varied is None or varied.sampler == "choice":

@@ -59,7 +59,7 @@ _SIGNATURES = {
     "qlograndint": "[lo, hi, q] or [lo, hi, q, base]",
 }
 # every keyword argument of Ray Tune's AsyncHyperBandScheduler (a test checks them against its signature); the lab
-# gives the first four, ASHA_DEFAULTS, which meta.search_scheduler may override like the rest
+# gives the first four (asha_kwargs), which meta.search_scheduler may override like the rest
 ASHA_KEYS = (
     "time_attr",
     "metric",

@@ -42,7 +42,7 @@ from slm_lab.spec.schema import (
 )
 from slm_lab.spec.search_space import apply_config, parse_search, probe_config, search_errors
 
-__all__ = ["SpecModels", "get_spec_models", "unknown_keys", "validate_spec"]
+__all__ = ["SpecModels", "get_spec_models", "unknown_keys", "unknown_searched_keys", "validate_spec"]
 
 _META_DEFAULTS = ("distributed", "log_frequency", "eval_frequency", "rigorous_eval", "max_trial")
 
@@ -385,18 +385,14 @@ def _check_env_id(env_id: str) -> str | None:
         return entry_point_error(env_id)
     import gymnasium as gym
 
-    if env_id.startswith("ALE/"):
-        try:
-            from slm_lab.env.atari import register_ale
+    from slm_lab.env.registration import register_ale_if_installed
 
-            register_ale()
-        except ImportError:
-            return None  # cannot check without ale-py; making the env reports it
     registry = gym.envs.registry
-    if env_id not in registry:
-        from slm_lab.env.registration import register_ale_if_installed
-
-        register_ale_if_installed()  # Atari ids without the ALE/ prefix (Pong-v0, PongNoFrameskip-v4)
+    # ale-py registers the ALE/ ids and the legacy ones without the prefix (Pong-v0, PongNoFrameskip-v4)
+    if env_id.startswith("ALE/") or env_id not in registry:
+        installed = register_ale_if_installed()
+        if not installed and env_id.startswith("ALE/"):
+            return None  # cannot check without ale-py; making the env reports it
     if env_id in registry:
         return None
     close = difflib.get_close_matches(env_id, list(registry), n=3, cutoff=0.6)
@@ -432,16 +428,19 @@ def _check(spec: Any, check_env: bool) -> _Check:
         check.unknown += _unknown_keys(spec["meta"], MetaSpec, "meta")
         check.meta = check.model(MetaSpec, spec["meta"], "meta")
     search_problems = search_errors(spec)
-    check.errors += search_problems or _unknown_searched_keys(spec, check.unknown)
+    check.errors += search_problems or unknown_searched_keys(spec, check.unknown)
     check.errors = list(dict.fromkeys(check.errors))
     return check
 
 
-def _unknown_searched_keys(spec: dict[str, Any], known_unknown: list[str]) -> list[str]:
+def unknown_searched_keys(spec: dict[str, Any], known_unknown: list[str] | None = None) -> list[str]:
     """An error for each searched key that no spec model knows (a typo would search nothing): the spec with the
-    search's first point written in, missing parents created, has unknown keys the spec itself has not."""
+    search's first point written in, missing parents created, has unknown keys the spec itself has not
+    (``known_unknown``, computed when not given)."""
     if not isinstance(spec.get("search"), dict):
         return []
+    if known_unknown is None:
+        known_unknown = unknown_keys(spec)
     params, _ = parse_search(spec["search"])
     try:
         probe = apply_config(spec, probe_config(params))

@@ -136,6 +136,16 @@ def test_a_searched_key_no_spec_model_knows_fails_at_load(tmp_path) -> None:
         get_spec(str(path), "typo")
 
 
+def test_a_search_built_in_code_is_checked_for_unknown_keys_before_it_starts() -> None:
+    from slm_lab.experiment.run import preflight_search
+
+    spec = spec_with({"agent.algorthm.gamma__uniform": [0.9, 0.99]}, max_trial=2)  # never through the loader
+    with pytest.raises(
+        SpecError, match=r"agent\.algorthm\.gamma is not a spec key; searching it would change"
+    ):
+        preflight_search(spec, "spec.json", "ppo_cartpole")
+
+
 def test_meta_keys_can_be_searched_except_the_lab_s_own() -> None:
     assert search_errors(spec_with({"meta.max_session__choice": [1, 2]})) == []
     assert search_errors(spec_with({"meta.log_frequency__choice": [500, 1000]})) == []
