@@ -169,9 +169,8 @@ class Session:
             state = env.reset(seed=self.seed)
         clock.reset_timer()
         progress = self.make_progress()
-        if (
-            threads is not None and threads.fixed is None
-        ):  # the thread tuner also looks between optimizer steps
+        if threads is not None and threads.fixed is None:
+            # the thread tuner reads the training totals at each refresh and also between optimizer steps
             threads.totals = lambda: (agent.train_clock(), clock.opt_step)
             clock.on_opt_step = threads.on_opt_step
         if tb is not None:
@@ -196,7 +195,7 @@ class Session:
                 if progress is not None:
                     progress.update(clock.frame)
                 if threads is not None:
-                    threads.maybe_refresh(agent.train_clock(), clock.opt_step)
+                    threads.maybe_refresh()
                 if self.stop_signal is not None:
                     break
         finally:

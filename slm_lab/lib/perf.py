@@ -168,7 +168,8 @@ class ThreadBudget:
     ``join`` lists the process, ``leave`` unlists it (joins are counted, so nested sessions in one process list it
     once), ``refresh`` re-reads the list and resizes torch's thread pool when the share changed; ``maybe_refresh``
     does so at most once per ``REFRESH_INTERVAL`` and is cheap enough to call every step. Given the session's
-    training totals, ``maybe_refresh`` also lets a ``ThreadTuner`` choose the thread count within the share.
+    training totals (as arguments, or through ``totals``), a refresh also lets a ``ThreadTuner`` choose the thread
+    count within the share.
     ``cap`` bounds the threads (a search trial's ``SLM_CPUS``), ``fixed`` pins them (``SLM_THREADS``, no tuning),
     ``floor`` is the number of processes assumed at least (the sessions a trial starts together, before they have
     all listed themselves). ``threads`` is the count in use, ``share_threads`` the share.
@@ -264,7 +265,9 @@ class ThreadBudget:
 
     def refresh(self, train_seconds: float | None = None, opt_steps: int = 0) -> int:
         """Re-read the listing and set torch's threads: the share, or within it the tuner's choice when the
-        session's training totals are given. Returns the threads in use."""
+        session's training totals are given (or ``totals`` gives them). Returns the threads in use."""
+        if train_seconds is None and self.totals is not None:
+            train_seconds, opt_steps = self.totals()
         now = time.monotonic()
         self.next_check = now + REFRESH_INTERVAL
         members = self.members()
@@ -276,10 +279,14 @@ class ThreadBudget:
             if self.tuner is None or self.tuner.share != share:
                 self.tuner = ThreadTuner(share, warm_up=self.tuner is None)
             threads = self.tuner.observe(train_seconds, opt_steps, now)
+        self._use(threads)
+        self.share_threads, self.processes = share, n
+        return threads
+
+    def _use(self, threads: int) -> None:
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-        self.threads, self.share_threads, self.processes = threads, share, n
-        return threads
+        self.threads = threads
 
     def maybe_refresh(self, train_seconds: float | None = None, opt_steps: int = 0) -> None:
         if time.monotonic() >= self.next_check:
@@ -296,11 +303,7 @@ class ThreadBudget:
         if now < self.next_tune:
             return
         self.next_tune = now + TUNE_CHECK_INTERVAL
-        train_seconds, opt_steps = totals()
-        threads = tuner.observe(train_seconds, opt_steps, now)
-        if threads != self.threads:
-            torch.set_num_threads(threads)
-            self.threads = threads
+        self._use(tuner.observe(*totals(), now))
 
 
 _BUDGET: ThreadBudget | None = None
