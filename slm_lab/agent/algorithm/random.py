@@ -13,11 +13,13 @@ __all__ = ["Random"]
 
 @ALGORITHMS.register("Random")
 class Random(Algorithm):
-    """Uniformly random actions from the env's action space, one per env copy; no nets, no learning (``train``
-    returns NaN), so the dataframe shows what chance scores on the env.
+    """Uniformly random actions from the env's action space, one per env copy; no nets, no learning, so the
+    dataframe shows what chance scores on the env. As in the reference, each ``train`` samples the memory and counts
+    one optimizer step, with a NaN loss, and the memory trains every step from the first (``training_frequency`` 1,
+    ``training_start_step`` 0).
 
     The action space is seeded from torch's generator, which the session seeds, so a seeded session repeats its
-    actions. ``agent.net`` is not read and may be empty; the memory is filled and emptied as usual.
+    actions. ``agent.net`` is not read and may be empty.
 
     Spec example::
 
@@ -33,8 +35,18 @@ class Random(Algorithm):
         self.actions = batch_space(env.action_space, env.num_envs)
         self.actions.seed(int(torch.randint(2**31 - 1, ())))
 
+    @staticmethod
+    def training_frequency(algorithm_spec: dict[str, Any]) -> int:
+        return 1
+
+    @staticmethod
+    def memory_algorithm_spec(algorithm_spec: dict[str, Any], memory_spec: dict[str, Any]) -> dict[str, Any]:
+        return {**algorithm_spec, "training_frequency": 1, "training_start_step": 0}
+
     def act(self, state: np.ndarray) -> np.ndarray:
         return np.asarray(self.actions.sample())
 
     def train(self) -> float:
+        self.memory.sample()
+        self.clock.tick_opt_step()
         return float("nan")
