@@ -1,40 +1,16 @@
 """Every shipped spec validates and runs a few frames in test mode (the reference's smoke tests)."""
 
 import copy
-import json
 import math
 from pathlib import Path
 
 import pytest
-import yaml
 
-from slm_lab import SPEC_DIR
 from slm_lab.experiment.control import Session
+from slm_lab.spec.library import shipped_specs, template_sets
 from slm_lab.spec.loader import get_spec, override_spec, tick
 
-
-def shipped_specs() -> list[tuple[str, str]]:
-    found = []
-    for path in sorted((SPEC_DIR / "benchmark").rglob("*")):
-        if path.suffix == ".json":
-            names = json.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
-            names = yaml.safe_load(path.read_text())
-        else:
-            continue
-        found += [(str(path.relative_to(SPEC_DIR)), name) for name in names if not name.startswith("_")]
-    return found
-
-
 SPECS = shipped_specs()
-# template specs take their env on the command line (-s env=...); the smoke test fills in one env of the family
-TEMPLATE_SETS = {"mujoco": ["env=HalfCheetah-v5", "max_frame=1000"], "atari": ["env=ALE/Pong-v5"]}
-
-
-def template_sets(spec_file: str) -> list[str] | None:
-    if "${" not in (SPEC_DIR / spec_file).read_text():
-        return None
-    return next(sets for key, sets in TEMPLATE_SETS.items() if key in spec_file)
 
 
 def test_the_shipped_specs_cover_the_value_based_family() -> None:
