@@ -9,7 +9,8 @@ from slm_lab.agent.algorithm.random import Random
 from slm_lab.agent.algorithm.reinforce import Reinforce
 from slm_lab.agent.algorithm.sac import CrossQ, SoftActorCritic
 from slm_lab.agent.algorithm.sarsa import SARSA
-from slm_lab.agent.algorithm.sil import PPOSIL, SIL, SelfImitation
+from slm_lab.agent.algorithm.self_imitation import SelfImitation
+from slm_lab.agent.algorithm.sil import PPOSIL, SIL
 from slm_lab.agent.algorithm.value_based import ValueBased
 
 __all__ = [

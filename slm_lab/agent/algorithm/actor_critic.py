@@ -8,13 +8,7 @@ import torch
 from slm_lab.agent.algorithm.base import ALGORITHMS
 from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
 from slm_lab.agent.memory.base import OnPolicyBatch
-from slm_lab.lib.math_util import (
-    PercentileNormalizer,
-    ReturnNormalizer,
-    calc_gaes,
-    calc_nstep_returns,
-    calc_returns,
-)
+from slm_lab.lib.math_util import calc_gaes, calc_nstep_returns, calc_returns
 
 __all__ = ["ActorCritic"]
 
@@ -37,13 +31,6 @@ class ActorCritic(PolicyGradient):
          "lam": 0.95, "num_step_returns": null, "entropy_coef_spec": {"name": "no_decay", "start_val": 0.01},
          "val_loss_coef": 0.5, "training_frequency": 32}
     """
-
-    def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
-    ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
-        self.val_loss_coef = float(self.cfg.val_loss_coef)
-        self.return_normalizer = ReturnNormalizer() if self.cfg.normalize_v_targets else None
 
     @staticmethod
     def training_frequency(algorithm_spec: dict[str, Any]) -> int:
@@ -81,7 +68,7 @@ class ActorCritic(PolicyGradient):
             )
         return rets - v, rets
 
-    def train(self) -> float:
+    def train_on_policy(self) -> float:
         if not self.memory.ready():
             return math.nan
         batch: OnPolicyBatch = self.memory.sample()
@@ -100,15 +87,3 @@ class ActorCritic(PolicyGradient):
         self.step(loss, self.pairs)
         self.step_lr_schedulers()
         return float(loss.detach())
-
-    def value_loss(self, v: torch.Tensor, v_targets: torch.Tensor) -> torch.Tensor:
-        """c_v·loss_fn(V, V_target), both scaled by the running return std with ``normalize_v_targets``."""
-        if self.return_normalizer is not None:
-            v, v_targets = self.return_normalizer.normalize(v), self.return_normalizer.normalize(v_targets)
-        return self.val_loss_coef * self.loss_fn(v, v_targets)
-
-    def normalizers(self) -> dict[str, ReturnNormalizer | PercentileNormalizer]:
-        found = super().normalizers()
-        if self.return_normalizer is not None:
-            found["return_normalizer"] = self.return_normalizer
-        return found

@@ -4,7 +4,7 @@ import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,9 +20,6 @@ __all__ = ["ALGORITHMS", "Algorithm"]
 
 ALGORITHMS: Registry[type["Algorithm"]] = Registry("algorithm")
 
-# VarScheduler names in the order their dataframe columns are registered
-VAR_COLUMNS = ("explore_var", "entropy_coef", "clip_eps")
-
 
 class Algorithm(ABC):
     """Base of every algorithm: ``act``, ``train``, ``update``, save and load.
@@ -30,9 +27,15 @@ class Algorithm(ABC):
     Subclasses fill ``self.nets`` (net name -> module), ``self.optims`` (net name ->
     optimizer, for nets that learn), ``self.lr_schedulers`` (net name -> LR scheduler) and ``self.var_schedulers``
     (explore_var / entropy_coef / clip_eps). ``train()`` returns the loss, NaN when it did not train.
+
+    Dataframe columns: besides the session's own (loss, lr, frame, ...), an algorithm adds ``grad_norm`` (dev and
+    test modes), one column per VarScheduler (its current value) and the ``diagnostics`` its class declares, whose
+    values its updates leave in ``train_stats`` (NaN until the first update sets them).
     """
 
     learns = True  # False for a baseline that never updates (Random): its session is not expected to train
+    # the last update's diagnostics this class reports as dataframe columns, in column order
+    diagnostics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, *, spec: dict[str, Any], env: Any, memory: Memory, device: torch.device, mode: str
@@ -134,22 +137,20 @@ class Algorithm(ABC):
         return float(np.mean(lrs)) if lrs else math.nan
 
     def df_extras(self) -> dict[str, float]:
-        """Extra dataframe columns in registration order: grad_norm (dev/test), explore_var, entropy_coef,
-        entropy, clip_eps, alpha. Diagnostics may be kept as tensors; they are read here, once per checkpoint, so
-        the training loop never waits on a device-to-host copy."""
-        extras: dict[str, float] = {}
-        if self.checker is not None:
-            extras["grad_norm"] = self.checker.grad_norm
-        for name in VAR_COLUMNS[:2]:
-            if name in self.var_schedulers:
-                extras[name] = self.var_schedulers[name].val
-        if "entropy" in self.train_stats:
-            extras["entropy"] = float(self.train_stats["entropy"])
-        if "clip_eps" in self.var_schedulers:
-            extras["clip_eps"] = self.var_schedulers["clip_eps"].val
-        if "alpha" in self.train_stats:
-            extras["alpha"] = float(self.train_stats["alpha"])
+        """The columns this algorithm adds to a dataframe row: grad_norm (dev/test), each VarScheduler's value in
+        the order they were made, then the declared ``diagnostics``. Diagnostics may be kept as tensors; they are
+        read here, once per checkpoint, so the training loop never waits on a device-to-host copy."""
+        extras = {"grad_norm": self.checker.grad_norm} if self.checker is not None else {}
+        extras.update((name, scheduler.val) for name, scheduler in self.var_schedulers.items())
+        extras.update((name, float(self.train_stats.get(name, math.nan))) for name in self.diagnostics)
         return extras
+
+    def record_diagnostics(self, terms: list[dict[str, torch.Tensor]]) -> None:
+        """Keep the mean over an update's minibatches of each declared diagnostic found in the loss terms, as a
+        tensor in ``train_stats`` (read at the next checkpoint, not now)."""
+        for name in self.diagnostics:
+            if terms and name in terms[0]:
+                self.train_stats[name] = torch.stack([t[name] for t in terms]).mean()
 
     # state ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

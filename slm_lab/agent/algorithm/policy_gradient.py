@@ -2,10 +2,12 @@
 
 ``PolicyGradient`` builds a policy ``net`` and, for classes with a critic, either one shared net (policy outputs plus
 one value unit, last) or a separate ``critic_net`` with its own optimizer and LR scheduler, routing
-``actor_*``/``critic_*`` net keys to each. Subclasses write ``train``.
+``actor_*``/``critic_*`` net keys to each, and the critic's value loss. Subclasses write ``train_on_policy``; a class
+with ``self_imitation`` on follows each of those updates with the ``SelfImitation`` updates (SIL, PPOSIL).
 """
 
 import math
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,10 +16,11 @@ from torch import nn
 
 from slm_lab.agent.algorithm.base import Algorithm
 from slm_lab.agent.algorithm.policy import ACTION_POLICIES
+from slm_lab.agent.algorithm.self_imitation import SelfImitation
 from slm_lab.agent.net import NETS, OptimPair
 from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, init_output_layer, net_in_dim
 from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
-from slm_lab.lib.math_util import PercentileNormalizer, standardize
+from slm_lab.lib.math_util import PercentileNormalizer, ReturnNormalizer, standardize
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
 from slm_lab.spec.schema import ALGORITHM_SPECS, route_net_spec
 
@@ -47,9 +50,15 @@ def policy_out_dim(
 
 class PolicyGradient(Algorithm):
     """A policy net (and a value estimate when ``has_critic``), acting through the action policy, batched no-grad
-    value estimates, log-probabilities and entropies."""
+    value estimates, log-probabilities, entropies and the value loss.
+
+    ``train`` runs ``train_on_policy`` on the rollout in memory and, when the class turns ``self_imitation`` on,
+    the self-imitation updates after it; the loss reported is their sum.
+    """
 
     has_critic: ClassVar[bool] = True
+    self_imitation: ClassVar[bool] = False
+    diagnostics = ("entropy",)
 
     def __init__(
         self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
@@ -73,6 +82,11 @@ class PolicyGradient(Algorithm):
         self._init_var_schedulers()
         self._init_nets(spec["agent"]["net"])
         self.flat_input = bool(getattr(self.net, "flat_input", True))
+        if self.has_critic:
+            self.val_loss_coef = float(self.cfg.val_loss_coef)
+        normalize_v_targets = self.has_critic and self.cfg.normalize_v_targets
+        self.return_normalizer = ReturnNormalizer() if normalize_v_targets else None
+        self.sil = SelfImitation(self, spec, env, device) if self.self_imitation else None
 
     # construction --------------------------------------------------------------------------------------------
     def _init_var_schedulers(self) -> None:
@@ -214,19 +228,50 @@ class PolicyGradient(Algorithm):
             loss = loss - self.var_schedulers["entropy_coef"].val * mean_entropy
         return loss
 
-    def normalizers(self) -> dict[str, Any]:
+    def value_loss(self, v: torch.Tensor, v_targets: torch.Tensor) -> torch.Tensor:
+        """c_v·loss_fn(V, V_target), both scaled by the running return std with ``normalize_v_targets``."""
+        if self.return_normalizer is not None:
+            v, v_targets = self.return_normalizer.normalize(v), self.return_normalizer.normalize(v_targets)
+        return self.val_loss_coef * self.loss_fn(v, v_targets)
+
+    def normalizers(self) -> dict[str, PercentileNormalizer | ReturnNormalizer]:
         """The running normalisers whose statistics are part of the resume state, by name."""
-        return {"adv_normalizer": self.adv_normalizer} if self.adv_normalizer is not None else {}
+        found: dict[str, PercentileNormalizer | ReturnNormalizer] = {}
+        if self.adv_normalizer is not None:
+            found["adv_normalizer"] = self.adv_normalizer
+        if self.return_normalizer is not None:
+            found["return_normalizer"] = self.return_normalizer
+        return found
+
+    # learning ------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def train_on_policy(self) -> float:
+        """One update on the rollout in memory if it is ready; the loss, or NaN."""
+
+    def train(self) -> float:
+        loss = self.train_on_policy()
+        if self.sil is None or math.isnan(loss):
+            return loss
+        sil_loss = self.sil.train()
+        return loss if math.isnan(sil_loss) else loss + sil_loss
+
+    def on_step(self, state: np.ndarray, action: np.ndarray, step: Any) -> None:
+        if self.sil is not None:
+            self.sil.observe(state, action, step)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["normalizers"] = {k: n.state_dict() for k, n in self.normalizers().items()}
+        if self.sil is not None:
+            state["sil"] = self.sil.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         for k, n in self.normalizers().items():
             n.load_state_dict(state["normalizers"][k])
+        if self.sil is not None:
+            self.sil.load_state_dict(state["sil"])
 
     @torch.no_grad()
     def act(self, state: np.ndarray) -> np.ndarray:

@@ -5,16 +5,16 @@ from typing import Any
 
 import torch
 
-from slm_lab.agent.algorithm.actor_critic import ActorCritic
 from slm_lab.agent.algorithm.base import ALGORITHMS
+from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
 from slm_lab.agent.memory.base import OnPolicyBatch
-from slm_lab.lib.math_util import calc_gaes, symlog
+from slm_lab.lib.math_util import calc_gaes, explained_variance, symlog
 
 __all__ = ["PPO"]
 
 
 @ALGORITHMS.register("PPO")
-class PPO(ActorCritic):
+class PPO(PolicyGradient):
     """PPO-Clip (Schulman et al. 2017, https://arxiv.org/abs/1707.06347).
 
     Each update, on a rollout of ``time_horizon`` vector steps (T·N transitions):
@@ -25,12 +25,19 @@ class PPO(ActorCritic):
        ratio = exp(log π − log π_old), L_clip = −mean(min(ratio·A, clip(ratio, 1±ε)·A)), minus β·entropy, plus the
        value loss; one step for a shared net, one step per net for separate nets.
 
+    Diagnostics (dataframe columns), means over the update's minibatches: ``entropy``; ``approx_kl``, the estimate
+    mean((r − 1) − log r) of KL(π_old ‖ π) with r the ratio (low variance, never negative); ``clip_fraction``, the
+    share of ratios outside 1 ± ε; and ``explained_variance`` 1 − Var(V_t − V)/Var(V_t) of the values before the
+    update (1: the critic predicts the targets, 0: no better than their mean).
+
     Spec example::
 
         {"name": "PPO", "gamma": 0.99, "lam": 0.95, "time_horizon": 128, "minibatch_size": 64,
          "training_epoch": 4, "clip_eps_spec": {"name": "no_decay", "start_val": 0.2, "end_val": 0.2},
          "entropy_coef_spec": {"name": "no_decay", "start_val": 0.01, "end_val": 0.01}, "val_loss_coef": 0.5}
     """
+
+    diagnostics = ("entropy", "approx_kl", "clip_fraction", "explained_variance")
 
     def __init__(
         self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
@@ -52,7 +59,7 @@ class PPO(ActorCritic):
     def frames_per_train(self) -> int:
         return max(1, int(self.cfg.time_horizon) * self.num_envs)
 
-    def train(self) -> float:
+    def train_on_policy(self) -> float:
         if not self.memory.ready():
             return math.nan
         batch: OnPolicyBatch = self.memory.sample()
@@ -78,18 +85,18 @@ class PPO(ActorCritic):
             self.update_adv_normalizer(advs)
         batch_size = T * N
         minibatch_size = min(self.minibatch_size, batch_size)
-        losses, entropies = [], []
+        terms = []
         for _ in range(self.training_epoch):
             for idx in torch.randperm(batch_size, device=self.device).split(minibatch_size):
-                loss, entropy = self.calc_loss(
+                minibatch = self.calc_loss(
                     states[idx], actions[idx], advs[idx], v_targets[idx], v[idx], old_logp[idx]
                 )
-                self.step(loss, self.pairs)
-                losses.append(loss.detach())
-                entropies.append(entropy)
+                self.step(minibatch["loss"], self.pairs)
+                terms.append({**minibatch, "loss": minibatch["loss"].detach()})  # keep no graph past its step
         self.step_lr_schedulers()
-        self.train_stats["entropy"] = float(torch.stack(entropies).mean())
-        return float(torch.stack(losses).mean())
+        self.record_diagnostics(terms)
+        self.train_stats["explained_variance"] = explained_variance(v, v_targets)
+        return float(torch.stack([t["loss"] for t in terms]).mean())
 
     def calc_loss(
         self,
@@ -99,8 +106,9 @@ class PPO(ActorCritic):
         v_targets: torch.Tensor,
         v_old: torch.Tensor,
         old_logp: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Total minibatch loss L_clip − β·H + value loss; returns (loss, mean entropy detached)."""
+    ) -> dict[str, torch.Tensor]:
+        """A minibatch's loss and its named terms: ``loss`` = L_clip − β·H + value loss, the one to minimise, and
+        detached: ``policy`` (L_clip), ``value``, ``entropy`` (mean H), ``approx_kl`` and ``clip_fraction``."""
         clip_eps = self.var_schedulers["clip_eps"].val
         entropy_coef = (
             self.var_schedulers["entropy_coef"].val if "entropy_coef" in self.var_schedulers else 0.0
@@ -108,14 +116,25 @@ class PPO(ActorCritic):
         pdparam, v = self.calc_pdparam_v(states)
         logp, entropy = self.log_prob_entropy(pdparam, actions)
         advs = self.normalize_advantages(advs)
-        ratio = torch.exp(torch.clamp(logp - old_logp, -20.0, 20.0))
+        log_ratio = torch.clamp(logp - old_logp, -20.0, 20.0)
+        ratio = torch.exp(log_ratio)
         surr1 = ratio * advs
         surr2 = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advs
         clip_loss = -torch.min(surr1, surr2).mean()
         entropy = entropy.mean()
         policy_loss = clip_loss - entropy_coef * entropy
         value_loss = self.calc_value_loss(v, v_targets, v_old, clip_eps)
-        return policy_loss + value_loss, entropy.detach()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1.0) - log_ratio).mean()
+            clip_fraction = ((ratio - 1.0).abs() > clip_eps).float().mean()
+        return {
+            "loss": policy_loss + value_loss,
+            "policy": clip_loss.detach(),
+            "value": value_loss.detach(),
+            "entropy": entropy.detach(),
+            "approx_kl": approx_kl,
+            "clip_fraction": clip_fraction,
+        }
 
     def calc_value_loss(
         self, v: torch.Tensor, v_targets: torch.Tensor, v_old: torch.Tensor, clip_eps: float

@@ -31,7 +31,7 @@ class Reinforce(PolicyGradient):
 
     has_critic = False
 
-    def train(self) -> float:
+    def train_on_policy(self) -> float:
         if not self.memory.ready():
             return math.nan
         batch: OnPolicyBatch = self.memory.sample()

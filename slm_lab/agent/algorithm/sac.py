@@ -101,6 +101,7 @@ class SoftActorCritic(Algorithm):
     """
 
     uses_target_nets = True
+    diagnostics = ("entropy", "alpha")  # the policy's mean entropy and α after the last actor update
 
     def __init__(
         self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
@@ -187,10 +188,7 @@ class SoftActorCritic(Algorithm):
             self.alpha_optim = build_optimizer(alpha_optim_spec, [self.log_alpha], "agent.net.optim_spec")
         self.entropy_ema: float | None = None  # SD-SAC's running policy entropy
         self.critic_iter = 0  # critic iterations so far, for policy_delay
-        self.train_stats["entropy"] = (
-            math.nan
-        )  # both columns exist from the first row, before any actor update
-        self.train_stats["alpha"] = self.alpha.detach()
+        self.train_stats["alpha"] = self.alpha.detach()  # the α column has its value from the first row
         if not self.eval_mode:
             vector_steps_per_train = max(1, math.ceil(int(cfg.training_frequency) / self.num_envs))
             logger.info(

@@ -1,6 +1,7 @@
 """PPO unit behaviour: value-loss forms, shared and separate nets, continuous actions, init gains, state."""
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,45 @@ def test_continuous_distributions_act_in_the_normalised_range(pdtype: str, env_n
     rollout(env, agent, 64)
     assert np.isfinite(agent.loss)
     env.close()
+
+
+def test_ppo_reports_its_declared_diagnostics_as_columns() -> None:
+    env, agent = build(base_spec())
+    algo = agent.algorithm
+    before = algo.df_extras()
+    assert list(before) == [*algo.var_schedulers, *algo.diagnostics]
+    assert all(np.isnan(before[name]) for name in algo.diagnostics)  # no update yet
+    rollout(env, agent, 64)
+    extras = algo.df_extras()
+    assert extras["approx_kl"] >= 0 and 0 <= extras["clip_fraction"] <= 1
+    assert np.isfinite(extras["explained_variance"]) and extras["explained_variance"] <= 1
+    assert np.isfinite(extras["entropy"])
+    env.close()
+
+
+def test_calc_loss_names_its_terms_and_measures_the_ratio() -> None:
+    """With π_old = π every ratio is 1: no KL and nothing clipped; with π_old making half the ratios 1.5 (ε = 0.2),
+    half are clipped and approx_kl is the mean of (r − 1) − log r."""
+    env, agent = build(base_spec())
+    algo = agent.algorithm
+    states = torch.as_tensor(env.reset(seed=0), dtype=torch.float32).repeat(2, 1)  # 4 rows
+    actions = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        logp, _ = algo.log_prob_entropy(algo.calc_pdparam_v(states, need_v=False)[0], actions)
+    advs, v = torch.tensor([1.0, -1.0, 0.5, 2.0]), torch.zeros(4)
+    same = algo.calc_loss(states, actions, advs, v, v, logp)
+    assert set(same) == {"loss", "policy", "value", "entropy", "approx_kl", "clip_fraction"}
+    assert same["loss"].requires_grad and not same["policy"].requires_grad
+    assert float(same["approx_kl"]) == pytest.approx(0.0, abs=1e-6) and float(same["clip_fraction"]) == 0.0
+    shifted = logp - torch.tensor([0.0, 0.0, 1.0, 1.0]) * math.log(1.5)
+    terms = algo.calc_loss(states, actions, advs, v, v, shifted)
+    expected_kl = (0.5 - math.log(1.5)) / 2
+    assert float(terms["clip_fraction"]) == 0.5
+    assert float(terms["approx_kl"]) == pytest.approx(expected_kl, rel=1e-4)
+    env.close()
+
+
+def test_ppo_sits_two_levels_below_the_algorithm_base() -> None:
+    from slm_lab.agent.algorithm import PPO, Algorithm, PolicyGradient
+
+    assert PPO.__mro__[1:3] == (PolicyGradient, Algorithm)
