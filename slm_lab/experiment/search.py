@@ -10,14 +10,16 @@ return curves. The driver never reads another node's files, so a search runs the
 cluster attached with ``--ray-address`` (B1). Each trial's index is part of its sampled config, given in creation
 order by ``IndexedSearcher``, and results are paired with trials by that index (D37).
 
+This module holds the driver: the searcher that numbers the trials, the Ray Tune tuner with its Optuna searcher and
+ASHA scheduler, and the collection and analysis of the results. What runs in each Ray worker is in
+``slm_lab.experiment.search_trial``; the results record and the ``--keep`` pruning are in
+``slm_lab.experiment.search_results``; this module re-exports their public names.
+
 This module imports Ray at the top; the CLI imports it only in search mode.
 """
 
-import contextlib
 import math
 import os
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +31,22 @@ from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from slm_lab.errors import LabError, SpecError
 from slm_lab.experiment import analysis
-from slm_lab.experiment.control import Trial
 from slm_lab.experiment.ray_cluster import RayConnection, connect, disconnect
-from slm_lab.lib.io_util import read_json, to_jsonable
-from slm_lab.lib.logger import add_file_sink, remove_sink, setup_logging
-from slm_lab.lib.paths import data_dir
-from slm_lab.spec.loader import complete_spec, save_spec, tick
-from slm_lab.spec.search_space import (
-    SearchParam,
-    apply_config,
-    asha_kwargs,
-    decode_config,
-    param_space,
-    parse_search,
+from slm_lab.experiment.search_results import (
+    SearchResults,
+    _first_line,
+    _ranked,
+    prune_models,
+    remove_trial_models,
 )
+from slm_lab.experiment.search_trial import METRIC, NODE, TRIAL_INDEX, _lab_env, _trainable, trial_spec
+from slm_lab.lib.io_util import read_json, to_jsonable
+from slm_lab.lib.logger import add_file_sink, remove_sink
+from slm_lab.spec.loader import save_spec, tick
+from slm_lab.spec.search_space import SearchParam, asha_kwargs, decode_config, param_space, parse_search
 
 __all__ = [
     "METRIC",
@@ -59,22 +59,6 @@ __all__ = [
     "remove_trial_models",
     "trial_spec",
 ]
-
-METRIC = "total_reward_ma"
-TRIAL_INDEX = "trial_index"
-NODE = "node_id"  # the Ray node a trial ran on, whose disk holds its files
-# flags and settings a trial process needs from the driver; the workers of an attached cluster do not inherit the
-# driver's environment, so they travel with the trainable
-_LAB_ENV_VARS = (
-    "LOG_LEVEL",
-    "OPTIMIZE_PERF",
-    "CUDA_OFFSET",
-    "LOG_EXTRA",
-    "lab_mode",
-    "PY_ENV",
-    "SLM_MAX_PARALLEL",
-    "PYTHONPATH",
-)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -123,87 +107,6 @@ class IndexedSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         self.searcher.restore(checkpoint_path)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the trainable: one lab Trial in a Ray worker
-
-
-def trial_spec(spec: dict[str, Any], values: dict[str, Any], index: int) -> dict[str, Any]:
-    """The spec of trial ``index``: the sampled ``{dotted.path: value}`` written in, validated, and ticked to that
-    trial (its folders created). A sampled value the spec does not accept is a ``SpecError``."""
-    out = complete_spec(apply_config(spec, values), warn=False)
-    out["meta"]["trial"] = index - 1
-    return tick(out, "trial")
-
-
-def _lab_env(cpus: float) -> dict[str, Any]:
-    """What a trial's worker needs of the driver's process; ``cpus`` is the trial's CPU share."""
-    env = {k: os.environ[k] for k in _LAB_ENV_VARS if k in os.environ}
-    env["SLM_DATA_DIR"] = str(data_dir().resolve())
-    env["SLM_CPUS"] = str(max(1, int(cpus)))
-    paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {"env": env, "cwd": os.getcwd(), "sys_path": paths}
-
-
-def _enter_worker(lab_env: dict[str, Any]) -> None:
-    """Make a Ray worker process look like a lab process started by the driver: flags, data dir, import path."""
-    os.environ.update(lab_env["env"])
-    os.environ.pop("CUDA_VISIBLE_DEVICES", None)  # the lab assigns GPUs itself
-    for path in reversed(lab_env["sys_path"]):
-        if os.path.isdir(path) and path not in sys.path:
-            sys.path.insert(0, path)  # custom envs (``module:Class``) import as on the driver
-    with contextlib.suppress(OSError):
-        os.chdir(lab_env["cwd"])
-    setup_logging()
-
-
-def _result(
-    index: int, node: str, frame: int, ma: float, trial_metrics: dict[str, Any] | None
-) -> dict[str, Any]:
-    """What a trial reports to Ray: the scheduler's time and metric (NaN reported as 0), the trial index,
-    the node it runs on, and the trial's metrics and return curves, so the driver needs no file from that node."""
-    out: dict[str, Any] = {
-        "frame": int(frame),
-        METRIC: 0.0 if math.isnan(ma) else float(ma),
-        TRIAL_INDEX: index,
-        NODE: node,
-    }
-    if trial_metrics is not None:
-        local = trial_metrics["local"]
-        out["trial"] = to_jsonable(
-            {
-                "scalar": trial_metrics["scalar"],
-                "frames": local["frames"],
-                "mean_returns": local["mean_returns"],
-            }
-        )
-    return out
-
-
-def _trainable(
-    config: dict[str, Any], spec: dict[str, Any], lab_env: dict[str, Any], scheduled: bool
-) -> None:
-    """Run one trial of the search in this Ray worker and report its result (and, under a scheduler, every
-    checkpoint's session mean)."""
-    _enter_worker(lab_env)
-    config = dict(config)
-    index = int(config.pop(TRIAL_INDEX))
-    params, _ = parse_search(spec["search"])
-    tspec = trial_spec(spec, decode_config(params, config), index)
-
-    max_frame = int(tspec["env"]["max_frame"])
-    node = ray.get_runtime_context().get_node_id()
-
-    def report(frame: int, ma: float, trial_metrics: dict[str, Any] | None) -> None:
-        # not the last checkpoint: ASHA stops a trial that reaches max_t, which would cut its end-of-trial
-        # analysis short; the final report below stands for it
-        if frame < max_frame:
-            tune.report(_result(index, node, frame, ma, trial_metrics))
-
-    trial = Trial(tspec, "train", reporter=report if scheduled else None)
-    scalar = trial.run()
-    tune.report({**_result(index, node, max_frame, float(scalar[METRIC]), trial.metrics), "final": True})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -263,77 +166,6 @@ def _saved_progress(tuner: tune.Tuner) -> "_TrialLog | None":
     run_config = local.get_run_config() if local is not None else None
     found = [c for c in (run_config.callbacks or []) if isinstance(c, _TrialLog)] if run_config else []
     return found[0] if found else None
-
-
-def _first_line(error: BaseException | None) -> str:
-    text = str(error or "").strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else type(error).__name__
-
-
-def _ranked(df: pd.DataFrame) -> pd.DataFrame:
-    """The experiment df best first by ``total_reward_ma`` (NaN last, ties in trial order)."""
-    return df.sort_values(METRIC, ascending=False, na_position="last", kind="stable")
-
-
-def remove_trial_models(predir: str, name: str, trials: list[int]) -> list[str]:
-    """Delete ``{predir}/model/{name}_t{i}_*.pt`` of each trial ``i`` on this machine; returns the deleted paths."""
-    model_dir = Path(predir) / "model"
-    removed = []
-    for trial in trials:
-        for path in sorted(model_dir.glob(f"{name}_t{int(trial)}_*.pt")):
-            path.unlink(missing_ok=True)
-            removed.append(str(path))
-    return removed
-
-
-def prune_models(
-    spec: dict[str, Any],
-    df: pd.DataFrame,
-    keep: int,
-    nodes: dict[int, str] | None = None,
-    here: str | None = None,
-) -> dict[str | None, list[str]]:
-    """Delete the model files of every trial outside the top ``keep`` by ``total_reward_ma`` (NaN last); ``keep <
-    0`` keeps everything. A trial that ran on another node of the Ray cluster (``nodes``: trial index -> Ray node
-    id; ``here``: this process's node) has its files on that node's disk: a task on that node deletes them. Then
-    they are deleted here too (a shared disk, or a node that is gone). Returns the deleted paths by node (``None``:
-    here)."""
-    removed: dict[str | None, list[str]] = {None: []}
-    if keep < 0 or df.empty:
-        return removed
-    doomed = [int(t) for t in _ranked(df)["trial"].tolist()[keep:]]
-    predir, name = str(spec["meta"]["predir"]), spec["name"]
-    elsewhere: dict[str, list[int]] = {}
-    for trial in doomed:
-        node = (nodes or {}).get(trial)
-        if node and node != here:
-            elsewhere.setdefault(node, []).append(trial)
-    for node, trials in elsewhere.items():
-        task = ray.remote(num_cpus=0)(remove_trial_models).options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-        )
-        try:
-            removed[node] = ray.get(task.remote(predir, name, trials), timeout=120)
-        except Exception as e:  # a node that left the cluster keeps its files
-            logger.warning(
-                f"Search: --keep: could not remove the model files of trials {trials} on node {node}: {e}"
-            )
-    removed[None] = remove_trial_models(predir, name, doomed)
-    return removed
-
-
-@dataclass
-class SearchResults:
-    """What came back from the trials of a search, each keyed by trial index: ``data`` is the
-    ``trial_data_dict`` (``{trial: {**config, **trial_scalar}}``), ``curves`` the return curves
-    (``(frames, mean_returns per session)``), ``failed`` the last line of each failed trial's error, ``nodes`` the
-    Ray node that ran each trial."""
-
-    data: dict[int, dict[str, Any]] = field(default_factory=dict)
-    curves: dict[int, tuple[list, list]] = field(default_factory=dict)
-    failed: dict[int, str] = field(default_factory=dict)
-    nodes: dict[int, str] = field(default_factory=dict)
 
 
 class Experiment:
