@@ -4,7 +4,7 @@ HTML file of a graph (B6) and the two can never disagree.
 A ``Chart`` is a title plus one or more ``Panel``s (a grid for the experiment graph); a panel holds series: ``Line``,
 ``Band`` (a shaded low–high envelope), ``Points`` (a scatter, optionally coloured point by point) and ``Intervals``
 (horizontal low–mid–high bars on a categorical axis, for probabilities of improvement). Values are plain float
-sequences; NaN marks a gap. No matplotlib here: ``viz`` draws the PNG, ``html_graph`` writes the HTML.
+sequences; NaN marks a gap. No matplotlib here: ``viz`` draws the PNG, ``plotly_graph`` writes the HTML.
 """
 
 from collections.abc import Sequence

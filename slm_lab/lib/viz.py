@@ -1,7 +1,8 @@
 """Headless graphs of the session and trial metrics, each as a PNG and as an interactive HTML file.
 
 A graph is first described as a ``Chart`` (``slm_lab.lib.chart``); ``render_chart`` then writes ``{stem}.png`` with
-matplotlib and ``{stem}.html`` with ``html_graph``. PNG rendering uses matplotlib's ``Figure`` with the Agg canvas
+matplotlib and ``{stem}.html`` with ``plotly_graph`` (plotly.js, loaded from the ``plotly.min.js`` that
+``plotly_graph`` writes once per folder). PNG rendering uses matplotlib's ``Figure`` with the Agg canvas
 directly, never the pyplot state machine, so it works in any process (spawned sessions, Ray workers) and without a
 display (D33). A rendering failure logs one warning and writes nothing for that file; it never aborts a run. Every
 graph is skipped when ``PY_ENV=test``.
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from slm_lab.lib import html_graph
+from slm_lab.lib import plotly_graph
 from slm_lab.lib.chart import Band, Chart, FloatSeq, Intervals, Line, Panel, Points, Series
 from slm_lab.lib.io_util import atomic_write
 
@@ -204,7 +205,7 @@ def render_chart(chart: Chart, png_path: str | Path, html: bool = True) -> list[
         written.append(str(png_path))
     if html:
         html_path = Path(png_path).with_suffix(".html")
-        if _attempt(html_path, lambda: html_graph.write_html(chart, html_path, COLORS)):
+        if _attempt(html_path, lambda: plotly_graph.write_html(chart, html_path, COLORS)):
             written.append(str(html_path))
     return written
 

@@ -73,16 +73,17 @@ def test_plot_overlays_runs_with_algorithm_labels(tmp_path, check_graph):
     assert code == 0, output
     png = out / "CartPole-v1_multi_trial_graph_mean_returns_ma_vs_frames.png"
     check_graph(png)
-    chart = check_graph(png.with_suffix(".html"))
-    lines = [s for s in chart["panels"][0]["series"] if s["type"] == "line"]
-    assert [s["label"] for s in lines] == ["DDQN+PER", "PPO"]  # the fixed algorithm order
-    assert [s["color"] for s in lines] == [
+    lines = [t for t in check_graph(png.with_suffix(".html"))["data"] if t["line"]["width"]]  # not bands
+    assert [t["name"] for t in lines] == ["DDQN+PER", "PPO"]  # the fixed algorithm order
+    assert [t["line"]["color"] for t in lines] == [
         viz_multi.ALGORITHM_COLORS["DDQN+PER"],
         viz_multi.ALGORITHM_COLORS["PPO"],
     ]
     assert lines[1]["y"][-1] == pytest.approx(np.mean([400.0, 450.0, 480.0]))
     assert f"Wrote {png}" in output
-    assert sorted(p.name for p in out.iterdir()) == sorted([png.name, png.with_suffix(".html").name])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [png.name, png.with_suffix(".html").name, "plotly.min.js"]
+    )
 
 
 def test_the_reference_s_long_options_work(tmp_path, check_graph):
@@ -104,9 +105,9 @@ def test_the_reference_s_long_options_work(tmp_path, check_graph):
     ]
     code, output = invoke(args)
     assert code == 0, output
-    chart = check_graph(out / "CartPole-v1_multi_trial_graph_mean_returns_ma_vs_frames.html")
-    assert {s["label"] for s in chart["panels"][0]["series"] if s["type"] == "line"} == {"x", "y"}
-    assert chart["legend"] is False
+    figure = check_graph(out / "CartPole-v1_multi_trial_graph_mean_returns_ma_vs_frames.html")
+    assert {t["name"] for t in figure["data"] if t["line"]["width"]} == {"x", "y"}
+    assert figure["layout"]["showlegend"] is False
     code, output = invoke(["plot-list", "--data-folder", str(data)])
     assert code == 0 and "a" in output and "b" in output
 
@@ -132,12 +133,12 @@ def test_plot_stats_draws_profiles_and_probability_of_improvement(tmp_path, chec
     assert code == 0, output
     for stem in ("Cart_Pole_performance_profile", "Cart_Pole_probability_of_improvement"):
         check_graph(tmp_path / f"{stem}.png")
-    chart = check_graph(tmp_path / "Cart_Pole_multi_trial_graph_mean_returns_ma_vs_frames.html")
-    assert chart["title"] == "Cart Pole" and chart["legend"] is False
-    bars = check_graph(tmp_path / "Cart_Pole_probability_of_improvement.html")["panels"][0]["series"][0]
+    layout = check_graph(tmp_path / "Cart_Pole_multi_trial_graph_mean_returns_ma_vs_frames.html")["layout"]
+    assert layout["title"]["text"] == "Cart Pole" and layout["showlegend"] is False
+    bars = check_graph(tmp_path / "Cart_Pole_probability_of_improvement.html")["data"][0]
     # P(mine > theirs): of the 16 pairs only 400 < 420 and 450 < ... no: 400, 450, 480 lose to 420 only when smaller
     wins = sum(x > y for x in (400, 450, 480, 500) for y in (100, 200, 300, 420))
-    assert bars["categories"] == ["mine > theirs"] and bars["mid"] == [wins / 16]
+    assert bars["y"] == ["mine > theirs"] and bars["x"] == [wins / 16]
     assert "mine: 465 [" in output  # IQM of 400, 450, 480, 500 is (450 + 480) / 2
     assert f"mine > theirs: {wins / 16:.3f} [" in output
 
@@ -148,10 +149,8 @@ def test_plot_normalises_scores_across_envs(tmp_path, check_graph):
     make_run(data, "ac", "PPO", "Acrobot-v1", [-100.0, -300.0])
     code, output = invoke(["plot", "-f", "cp,ac", "-d", str(data), "-o", str(tmp_path / "o"), "--stats"])
     assert code == 0, output
-    assert (
-        "CartPole-v1 vs Acrobot-v1"
-        in check_graph(tmp_path / "o/CartPole-v1_vs_Acrobot-v1_performance_profile.html")["title"]
-    )
+    profile = check_graph(tmp_path / "o/CartPole-v1_vs_Acrobot-v1_performance_profile.html")
+    assert "CartPole-v1 vs Acrobot-v1" in profile["layout"]["title"]["text"]
     # per env (score - R_rand) / (best - R_rand): CartPole 1 and 0.5, Acrobot 1 and 0.5, so the IQM is 0.75
     assert "normalized score" in output and "PPO: 0.75 [" in output
     assert not (tmp_path / "o/CartPole-v1_vs_Acrobot-v1_probability_of_improvement.png").exists()  # one label

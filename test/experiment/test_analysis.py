@@ -300,8 +300,9 @@ def test_analyze_session_writes_files(tmp_path, baseline, headless, check_graph)
             for graph in ("mean_returns_vs_frames", "mean_returns_ma_vs_frames", "loss_vs_frame")
             for ext in ("png", "html")
         ),  # explore_var is all NaN: no graph
+        "graph/plotly.min.js",  # the script the pages load
     }
-    for graph in tmp_path.glob("graph/*"):
+    for graph in [*tmp_path.glob("graph/*.png"), *tmp_path.glob("graph/*.html")]:
         check_graph(graph)
     df = pd.read_csv(tmp_path / f"info/{pre}_session_df_train.csv")
     assert list(df.columns) == list(tiny_df().columns)
@@ -437,7 +438,7 @@ def test_short_trial_gives_nan_metrics_and_warnings_not_a_crash(
         "trial_metrics: frame:2.00e+02 | total_reward_ma:nan |"
     )
     assert "IQM nan, 95% CI [nan, nan]" in analysis.trial_stats_line(scalar, 2)
-    for graph in tmp_path.glob("graph/*"):
+    for graph in [*tmp_path.glob("graph/*.png"), *tmp_path.glob("graph/*.html")]:
         check_graph(graph)
 
 
@@ -458,7 +459,7 @@ def test_log_extra_graphs_and_session_line(tmp_path, baseline, headless, monkeyp
         "demo_t0_trial_graph_consistencies_ma_vs_frames.html",
     } <= graphs
     assert not any("consistencies" in g for g in graphs if "_s0_" in g)  # consistency is a trial metric
-    for graph in tmp_path.glob("graph/*"):
+    for graph in [*tmp_path.glob("graph/*.png"), *tmp_path.glob("graph/*.html")]:
         check_graph(graph)
     line = analysis.session_metrics_line(1, metrics_list[1]["scalar"])
     assert line == (
@@ -521,11 +522,12 @@ def test_analyze_experiment_writes_df_and_graphs(tmp_path, baseline, headless, c
     ):
         check_graph(tmp_path / f"demo_{stem}.png")  # copied to the run folder
         check_graph(tmp_path / f"graph/demo_{stem}.png")
-    chart = check_graph(tmp_path / "graph/demo_experiment_graph.html")
-    assert [p["x_title"] for p in chart["panels"]] == ["agent.algorithm.gamma", "agent.net.hid_layers"]
-    assert chart["panels"][1]["x_ticks"] == ["[32, 32]", "[64]"]
+    layout = check_graph(tmp_path / "graph/demo_experiment_graph.html")["layout"]
+    x_titles = [layout[axis]["title"]["text"] for axis in ("xaxis", "xaxis2")]
+    assert x_titles == ["agent.algorithm.gamma", "agent.net.hid_layers"]
+    assert layout["xaxis2"]["ticktext"] == ["[32, 32]", "[64]"]
     multi = check_graph(tmp_path / "graph/demo_multi_trial_graph_mean_returns_vs_frames.html")
-    assert [s["label"] for s in multi["panels"][0]["series"] if s["type"] == "line"] == ["t0", "t1", "t2"]
+    assert [t["name"] for t in multi["data"] if t["line"]["width"]] == ["t0", "t1", "t2"]  # lines, not bands
 
 
 def test_log_extra_also_draws_the_multi_trial_metric_graphs(tmp_path, baseline, headless, check_graph):
@@ -547,5 +549,5 @@ def test_log_extra_also_draws_the_multi_trial_metric_graphs(tmp_path, baseline, 
         "training_efficiencies_vs_opt_steps",
         "stabilities_ma_vs_frames",
     ):
-        chart = check_graph(tmp_path / f"graph/demo_multi_trial_graph_{stem}.html")
-        assert [s["label"] for s in chart["panels"][0]["series"] if s["type"] == "line"] == ["t0", "t1", "t2"]
+        traces = check_graph(tmp_path / f"graph/demo_multi_trial_graph_{stem}.html")["data"]
+        assert [t["name"] for t in traces if t["line"]["width"]] == ["t0", "t1", "t2"]  # lines, not bands

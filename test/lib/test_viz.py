@@ -1,12 +1,12 @@
-"""Graphs: every PNG decodes and every HTML page is self-contained and holds the data drawn; rendering is headless,
-skipped under PY_ENV=test, and a failure only warns (D33)."""
+"""Graphs: every PNG decodes and every HTML page is a plotly figure of the data drawn, loading plotly.js from its own
+folder; rendering is headless, skipped under PY_ENV=test, and a failure only warns (D33)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from loguru import logger
 
-from slm_lab.lib import html_graph, viz
+from slm_lab.lib import plotly_graph, viz
 from slm_lab.lib.chart import Band, Chart, Intervals, Line, Points
 
 
@@ -36,12 +36,11 @@ def test_line_graph_png_and_html(tmp_path, check_graph):
     )
     assert ok
     assert check_graph(path)["size"] == (1280, 800)  # 6.4 x 4 in at scale 2
-    chart = check_graph(path.with_suffix(".html"))
-    series = chart["panels"][0]["series"]
-    assert [s["label"] for s in series] == ["a", "b"]
+    series = check_graph(path.with_suffix(".html"))["data"]
+    assert [s["name"] for s in series] == ["a", "b"]
     assert series[0]["x"][:2] == [100.0, 200.0]
     assert series[0]["y"][0] == pytest.approx(np.sin(100.0), rel=1e-6)
-    assert series[1]["y"] == [None] * 50  # NaN is a gap, written as null
+    assert series[1]["y"] == [None] * 50  # NaN is a gap
 
 
 def test_envelope_graph_png_and_html(tmp_path, check_graph):
@@ -52,9 +51,9 @@ def test_envelope_graph_png_and_html(tmp_path, check_graph):
     )
     assert ok
     check_graph(path)
-    band, line = check_graph(tmp_path / "env.html")["panels"][0]["series"]
-    assert band["type"] == "band" and band["low"][3] == 1.0 and band["high"][3] == 5.0
-    assert line["type"] == "line" and line["label"] == "m"
+    low, high, line = check_graph(tmp_path / "env.html")["data"]
+    assert low["y"][3] == 1.0 and high["y"][3] == 5.0 and high["fill"] == "tonexty"
+    assert line["mode"] == "lines" and line["name"] == "m"
 
 
 def test_html_escapes_labels_and_title(tmp_path, check_graph):
@@ -66,7 +65,7 @@ def test_html_escapes_labels_and_title(tmp_path, check_graph):
     text = path.with_suffix(".html").read_text()
     assert "<title>a &lt;/script&gt; &amp; &lt;b&gt;</title>" in text
     assert "<script>alert(1)" not in text
-    assert check_graph(path.with_suffix(".html"))["panels"][0]["series"][0]["label"].startswith("</script>")
+    assert check_graph(path.with_suffix(".html"))["data"][0]["name"].startswith("</script>")
 
 
 def test_every_series_type_renders(tmp_path, check_graph):
@@ -82,15 +81,16 @@ def test_every_series_type_renders(tmp_path, check_graph):
     )
     assert len(viz.render_chart(chart, tmp_path / "all.png")) == 2
     check_graph(tmp_path / "all.png")
-    series = check_graph(tmp_path / "all.html")["panels"][0]["series"]
-    assert series[1]["high"] == [1.0, 2.0, None]
-    assert series[2]["colors"] == ["#000000", "#ffffff"] and series[2]["texts"] == ["p0", "p1"]
+    line, low, high, points = check_graph(tmp_path / "all.html")["data"]
+    assert line["y"] == [1.0, None, 3.0] and low["y"] == [0.0, 0.0, 0.0]
+    assert high["y"] == [1.0, 2.0, None]  # inf is a gap too
+    assert points["marker"]["color"] == ["#000000", "#ffffff"] and points["text"] == ["p0", "p1"]
     bars = Chart.single(
         "bars", "p", "", [Intervals("P", ["a > b", "a > c"], [0.1, 0.5], [0.3, 0.7], [0.6, 0.9])]
     )
     viz.render_chart(bars, tmp_path / "bars.png")
     check_graph(tmp_path / "bars.png")
-    assert check_graph(tmp_path / "bars.html")["panels"][0]["series"][0]["categories"] == ["a > b", "a > c"]
+    assert check_graph(tmp_path / "bars.html")["data"][0]["y"] == ["a > b", "a > c"]
 
 
 def test_skipped_under_test_mode(tmp_path, monkeypatch):
@@ -105,7 +105,7 @@ def test_failure_only_warns(tmp_path, monkeypatch, logs):
         raise RuntimeError("renderer exploded")
 
     monkeypatch.setattr(viz, "_write_png", broken)
-    monkeypatch.setattr(html_graph, "write_html", broken)
+    monkeypatch.setattr(plotly_graph, "write_html", broken)
     path = tmp_path / "line.png"
     assert not viz.render_line_graph(path, [1, 2], {"a": [1, 2]}, title="t", x_title="x", y_title="y")
     assert not viz.render_envelope_graph(
@@ -141,9 +141,9 @@ def test_plot_session_and_trial_names(tmp_path, check_graph):
     written = viz.plot_trial(str(tmp_path / "x_t0"), [[1.0, 2.0, 3.0], [2.0, 3.0]], [1.0, 2.0, 3.0], "trial")
     stems = ["x_t0_trial_graph_mean_returns_ma_vs_frames", "x_t0_trial_graph_mean_returns_vs_frames"]
     assert names(written) == sorted(f"{s}.{ext}" for s in stems for ext in ("html", "png"))
-    band, line = check_graph(tmp_path / "x_t0_trial_graph_mean_returns_vs_frames.html")["panels"][0]["series"]
+    low, _, line = check_graph(tmp_path / "x_t0_trial_graph_mean_returns_vs_frames.html")["data"]
     assert line["x"] == [1.0, 2.0] and line["y"] == [1.5, 2.5]  # truncated to the shortest session
-    assert band["low"][0] == pytest.approx(1.5 - np.sqrt(0.5))
+    assert low["y"][0] == pytest.approx(1.5 - np.sqrt(0.5))
 
 
 def test_log_extra_graph_names_and_alignment(tmp_path, check_graph):
@@ -163,9 +163,7 @@ def test_log_extra_graph_names_and_alignment(tmp_path, check_graph):
         for ext in ("png", "html")
     ]
     assert names(written) == sorted(expected)
-    stab = check_graph(tmp_path / "x_t0_s0_session_graph_train_stabilities_vs_frames.html")["panels"][0][
-        "series"
-    ][0]
+    stab = check_graph(tmp_path / "x_t0_s0_session_graph_train_stabilities_vs_frames.html")["data"][0]
     assert stab["x"] == [20.0, 30.0]  # a stability belongs to the later checkpoint of its pair
     trial_local = {
         **{name: [local[name], local[name]] for name, _ in viz.EXTRA_SESSION_SERIES},
@@ -177,9 +175,7 @@ def test_log_extra_graph_names_and_alignment(tmp_path, check_graph):
     assert len(written) == 2 * 2 * 5  # 5 series, raw and MA, PNG and HTML
     for path in written:
         check_graph(path)
-    cons = check_graph(tmp_path / "x_t0_trial_graph_consistencies_ma_vs_frames.html")["panels"][0]["series"][
-        0
-    ]
+    cons = check_graph(tmp_path / "x_t0_trial_graph_consistencies_ma_vs_frames.html")["data"][0]
     assert cons["y"] == [None, 0.5, 0.625]
 
 
