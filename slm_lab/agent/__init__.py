@@ -1,7 +1,9 @@
 """The agent: an Algorithm with its Net(s) and Memory, built in one place from the spec."""
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,9 @@ class Agent:
 
     ``update`` stores the step in memory, trains when the memory is ready (the loss is kept when it is not NaN), and
     steps the algorithm's schedulers. In eval modes (enjoy) it does not learn.
+
+    The experiment layer (session, evaluation, resume, TensorBoard) asks the agent for what it needs: its ``nets``,
+    the ``lr`` and ``diagnostics`` of a dataframe row, ``evaluating()``, the net state and the update counts.
     """
 
     def __init__(self, algorithm: Algorithm, memory: Memory, mode: str) -> None:
@@ -53,8 +58,59 @@ class Agent:
             return self.train_seconds
         return self.train_seconds + (time.perf_counter() - self.train_started)
 
+    # what the experiment layer reads -------------------------------------------------------------------------
+    @property
+    def nets(self) -> dict[str, torch.nn.Module]:
+        """The algorithm's nets by name (net, critic_net, q1_net, target_net, ...)."""
+        return self.algorithm.nets
+
+    @property
+    def lr(self) -> float:
+        """The current learning rate, the mean over the nets' LR schedulers (the ``lr`` column)."""
+        return self.algorithm.lr
+
+    def diagnostics(self) -> dict[str, float]:
+        """The algorithm's columns of a dataframe row (grad_norm, its schedules and declared diagnostics)."""
+        return self.algorithm.df_extras()
+
+    @property
+    def learns(self) -> bool:
+        """False for a baseline that never updates (Random)."""
+        return self.algorithm.learns
+
+    @property
+    def updates(self) -> dict[str, int]:
+        """Updates run and skipped (for a non-finite loss) in this process."""
+        return self.algorithm.updates
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Act as in an enjoy/eval run inside the block (explore vars at their end values, SAC's mean action)."""
+        with self.algorithm.evaluating():
+            yield
+
+    def net_state_dict(self) -> dict[str, Any]:
+        """Every net's and optimizer's state, for the resume state."""
+        return self.algorithm.net_state_dict()
+
+    def load_net_state_dict(self, state: dict[str, Any]) -> None:
+        self.algorithm.load_net_state_dict(state)
+
+    def load_replay_state(self, algorithm_state: dict[str, Any]) -> None:
+        """Prepare a saved agent to be replayed (enjoy): the algorithm state of its checkpoint (normalisers, log α)
+        without the last update's diagnostics (a replay does not train), and explore vars at their end values
+        whatever the saved ones."""
+        self.algorithm.load_state_dict({**algorithm_state, "train_stats": {}})
+        for scheduler in self.algorithm.var_schedulers.values():
+            scheduler.set_eval(True)
+
+    # files --------------------------------------------------------------------------------------------------
     def save(self, model_prepath: str, ckpt: str | None = None) -> None:
         self.algorithm.save(model_prepath, ckpt)
+
+    def load(self, model_prepath: str, ckpt: str | None = None, load_optim: bool = True) -> None:
+        """Load the model (and optimizer) files saved under ``model_prepath`` (``ckpt``: e.g. ckpt-best)."""
+        self.algorithm.load(model_prepath, ckpt, load_optim)
 
     def copy_saved(self, model_prepath: str, ckpt: str) -> None:
         """The ``ckpt`` model files as copies of the latest ones, saved since the last update."""

@@ -222,17 +222,13 @@ def enjoy_session(spec_file: str, mode: str = "enjoy") -> Session:
     _rebase(spec, predir / "enjoy", "session")
     session = Session(spec, mode)
     try:
-        session.agent.algorithm.load(model_prepath, "ckpt-best", load_optim=False)
+        session.agent.load(model_prepath, "ckpt-best", load_optim=False)
         best_state = load_torch_file(f"{model_prepath}_ckpt-best_state.pt", map_location="cpu")
         try:
             # only the normaliser statistics: the replay keeps its own clock and returns
             env_state = {**best_state["env"], "clock": session.env.clock.state_dict(), "returns": []}
             session.env.load_state_dict(env_state)
-            algorithm = session.agent.algorithm
-            algorithm.load_state_dict(best_state["agent"]["algorithm"])  # normalisers, log α
-            for scheduler in algorithm.var_schedulers.values():
-                scheduler.set_eval(True)  # explore vars at their end values, whatever the saved ones
-            algorithm.train_stats.pop("entropy", None)  # a training diagnostic; the replay does not train
+            session.agent.load_replay_state(best_state["agent"]["algorithm"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(
                 f"{model_prepath}_ckpt-best_state.pt does not fit this spec: {type(e).__name__}: {e}"
