@@ -8,8 +8,9 @@ Two paths give the same observations, uint8 ``(4, 84, 84)``:
   4 frames) -> ``AtariPreprocessing`` with ``frame_skip=1`` and unscaled obs -> a 4-frame stack, zero-padded.
 
 With ``life_loss_info: true`` a lost life is reported as ``terminated`` so that value targets stop there, but the
-game goes on. Episode returns must still be full games, so ``GameOverTracker`` tells a life-loss termination from a
-real game over.
+game goes on: the native vector env does it itself, and a single env's ``SingleEnvVector`` (``single.py``) does it
+from the ``lives`` count. Episode returns must still be full games: for a vector env, ``GameOverTracker`` tells a
+life-loss termination from a real game over; a single env's ``SingleEnvVector`` resets only at a game over.
 """
 
 from typing import Any
@@ -52,7 +53,8 @@ def _preprocess(env: gym.Env) -> gym.Env:
 
 
 def make_atari_env(name: str, kwargs: dict[str, Any], render_mode: str | None = None) -> gym.Env:
-    """A single preprocessed Atari env. ``life_loss_info`` is handled by ``LabEnv`` (it must not reset the game)."""
+    """A single preprocessed Atari env. ``life_loss_info`` is handled by ``SingleEnvVector`` (it must not reset the
+    game)."""
     kwargs = {k: v for k, v in kwargs.items() if k != "life_loss_info"}
     # the time limit goes outside the preprocessing, so the reset's no-op steps do not count towards it
     max_episode_steps = kwargs.pop("max_episode_steps", None)

@@ -10,8 +10,9 @@ Envs whose state does not pickle (Box2D's world, the native ALE vector env, anyt
 window) cannot be snapshot: ``snapshot_env`` raises ``SnapshotError`` naming the reason, and a resumed session
 starts new episodes in them instead.
 
-Vector envs built by gymnasium (sync or async) wrap each copy in ``EpisodeSnapshot``, so the copies are reached
-with ``call`` / ``set_attr`` wherever they run, in this process or in the worker processes of an async env.
+Every copy of an env the lab builds with gymnasium (a single env, or each copy of a sync or async vector env) is
+wrapped in ``EpisodeSnapshot``, so the copies are reached with ``call`` / ``set_attr`` wherever they run, in this
+process or in the worker processes of an async env.
 """
 
 import pickle

@@ -53,6 +53,32 @@ def test_attributes_pendulum_single():
     env.close()
 
 
+def test_make_env_passes_the_values_of_other_sections():
+    """make_env reads gamma, the RecurrentNet's seq_len and meta's frequencies, and hands them to LabEnv."""
+    spec = env_spec(num_envs=2, normalize_reward=True)
+    spec["agent"] = {"algorithm": {"gamma": 0.9}, "net": {"type": "RecurrentNet", "seq_len": 3}}
+    spec["meta"] = {"log_frequency": 200, "eval_frequency": 400}
+    env = make_env(spec)
+    assert env._reward_norm.gamma == 0.9
+    assert env.state_dim == (3, 4) and env.reset(seed=0).shape == (2, 3, 4)
+    assert (env.log_frequency, env.eval_frequency) == (200, 400)
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "seq_len", "match"),
+    [
+        ("FrozenLake-v1", 2, r"agent\.net\.type: RecurrentNet needs Box"),
+        ("CartPole-v1", 0, r"agent\.net\.seq_len"),
+    ],
+)
+def test_recurrent_net_history_errors_name_the_key(name, seq_len, match):
+    spec = env_spec(name)
+    spec["agent"]["net"] = {"type": "RecurrentNet", "seq_len": seq_len}
+    with pytest.raises(SpecError, match=match):
+        make_env(spec)
+
+
 # ------------------------------------------------------------------ same-step autoreset (D6)
 
 

@@ -48,7 +48,7 @@ def test_atari_obs_are_uint8_stacked_84x84(num_envs):
     for arr in (state, step.obs, step.next_state):
         assert arr.dtype == np.uint8 and arr.shape == (num_envs, 4, 84, 84)
     assert env.max_t == 27_000  # ALE v5: 108000 emulator frames at frame skip 4
-    kwargs = env._env.spec.kwargs if num_envs > 1 else env._env.unwrapped.spec.kwargs
+    kwargs = env._env.spec.kwargs if num_envs > 1 else env._env.env.unwrapped.spec.kwargs
     assert kwargs["repeat_action_probability"] == 0.25 and kwargs["frameskip"] == 4  # ALE v5 defaults kept
     if num_envs > 1:  # the native vector env: its own clipping off (LabEnv clips), life losses reported
         assert kwargs["reward_clipping"] is False and kwargs["life_loss_info"] is True
@@ -116,7 +116,7 @@ def test_atari_ids_without_the_ale_prefix_run_preprocessed(name: str, num_envs: 
         if step.truncated.any():
             truncated_at = t
             break
-    copy = env._env.envs[0] if num_envs > 1 else env._env
+    copy = env._env.envs[0] if num_envs > 1 else env._env.env
     preprocessing = copy
     while type(preprocessing).__name__ != "AtariPreprocessing":
         preprocessing = preprocessing.env
