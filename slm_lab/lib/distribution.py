@@ -47,6 +47,7 @@ __all__ = [
     "log_prob_sum",
     "make_pd",
     "resolve_pdtype",
+    "squashed_normal_sample",
 ]
 
 LOG_SCALE_MIN, LOG_SCALE_MAX = -5.0, 2.0
@@ -371,3 +372,24 @@ def entropy_sum(pd: Distribution) -> Tensor:
     """H[π(·|s)], one value per sample: summed over the action dim for factored pds. Returns (B,)."""
     entropy = pd.entropy()
     return entropy.sum(-1) if isinstance(pd, _FACTORED) else entropy
+
+
+# SAC's reparameterised tanh-Normal sample --------------------------------------------------------------------------
+_LOG2 = math.log(2.0)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def squashed_normal_sample(loc: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reparameterised sample a = tanh(u), u = loc + σ·ε, and its log-density, summed over the action dim.
+
+    log π(a) = Σ log N(u; loc, σ) − Σ 2(log 2 − u − softplus(−2u)); the second term is log(1 − tanh²u) in a form
+    that stays finite when |u| is large (tanh saturates to ±1 and 1 − tanh²u underflows to 0). log N(u) is written
+    with ε directly, −ε²/2 − log σ − log(2π)/2, which is also its exact total derivative through u. log σ is clamped
+    to the lab's [LOG_SCALE_MIN, LOG_SCALE_MAX].
+    """
+    log_std = log_std.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+    eps = torch.randn_like(loc)
+    u = loc + log_std.exp() * eps
+    log_det = 2.0 * (_LOG2 - u - F.softplus(-2.0 * u))
+    log_prob = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI - log_det).sum(-1)
+    return torch.tanh(u), log_prob

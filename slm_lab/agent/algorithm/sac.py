@@ -1,4 +1,4 @@
-"""Soft Actor-Critic (continuous and discrete) and CrossQ: maximum-entropy off-policy actor-critics.
+"""Soft Actor-Critic (continuous and discrete): the maximum-entropy off-policy actor-critic CrossQ builds on.
 
 Both learn a stochastic policy ``net`` and twin Q critics ``q1_net``/``q2_net`` from replay, with an entropy
 temperature α that is tuned automatically toward a target entropy H̄ (or fixed). SAC bootstraps from target copies
@@ -24,15 +24,13 @@ from slm_lab.agent.net import NETS, OptimPair, train_step
 from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, net_in_dim
 from slm_lab.agent.net.layers import apply_spectral_norm
 from slm_lab.errors import SpecError
-from slm_lab.lib.distribution import LOG_SCALE_MAX, LOG_SCALE_MIN, get_action_type
+from slm_lab.lib.distribution import get_action_type, squashed_normal_sample
 from slm_lab.lib.math_util import TargetUpdate, calc_q_targets, symlog, weighted_mean
 from slm_lab.lib.schedule import build_lr_scheduler
 from slm_lab.spec.schema import ALGORITHM_SPECS
 
-__all__ = ["CrossQ", "SoftActorCritic", "squashed_normal_sample"]
+__all__ = ["SoftActorCritic", "squashed_normal_sample"]
 
-_LOG2 = math.log(2.0)
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # action_pdtype values that mean "the tanh-squashed Normal" for continuous SAC
 _CONTINUOUS_PDTYPES = (None, "default", "Normal", "NormalTanh")
 _ENTROPY_EMA = 0.99  # SD-SAC's running entropy
@@ -40,22 +38,6 @@ _ENTROPY_EMA = 0.99  # SD-SAC's running entropy
 # same policy: its hard samples are categorical samples, and the lab's update takes the exact expectation over the
 # actions (Christodoulou 2019) instead of a relaxed sample, so it needs no reparameterisation
 _DISCRETE_PDTYPES = (None, "default", "Categorical", "GumbelSoftmax")
-
-
-def squashed_normal_sample(loc: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A reparameterised sample a = tanh(u), u = loc + σ·ε, and its log-density, summed over the action dim.
-
-    log π(a) = Σ log N(u; loc, σ) − Σ 2(log 2 − u − softplus(−2u)); the second term is log(1 − tanh²u) in a form
-    that stays finite when |u| is large (tanh saturates to ±1 and 1 − tanh²u underflows to 0). log N(u) is written
-    with ε directly, −ε²/2 − log σ − log(2π)/2, which is also its exact total derivative through u. log σ is clamped
-    to the lab's [LOG_SCALE_MIN, LOG_SCALE_MAX].
-    """
-    log_std = log_std.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
-    eps = torch.randn_like(loc)
-    u = loc + log_std.exp() * eps
-    log_det = 2.0 * (_LOG2 - u - F.softplus(-2.0 * u))
-    log_prob = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI - log_det).sum(-1)
-    return torch.tanh(u), log_prob
 
 
 def _split_loc_log_std(out: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -449,51 +431,3 @@ class SoftActorCritic(Algorithm):
         self.entropy_ema = state["entropy_ema"]
         self.critic_iter = int(state["critic_iter"])
         self.train_stats["alpha"] = self.alpha.detach()
-
-
-@ALGORITHMS.register("CrossQ")
-class CrossQ(SoftActorCritic):
-    """CrossQ (Bhatt et al. 2024, https://arxiv.org/abs/1902.05605): SAC without target networks.
-
-    The critics come from ``agent.critic_net`` when it is given (typically with ``batch_renorm``), else from
-    ``agent.net``. Each iteration, with the critics in train mode, a′ ~ π(s′) is drawn without gradient and each
-    critic runs once on the joint batch [[s ‖ a]; [s′ ‖ a′]] (discrete: [s; s′]), so that its normalisation
-    statistics cover both halves; the target comes from the detached next half (continuous min, discrete average)
-    minus α log π. Every ``policy_delay`` iterations the critics switch to eval mode (frozen running statistics)
-    for the actor and α updates. There is no target update.
-
-    Spec example::
-
-        {"name": "CrossQ", "action_pdtype": "Normal", "action_policy": "default", "gamma": 0.99,
-         "training_frequency": 1, "training_iter": 4, "training_start_step": 256, "policy_delay": 3}
-    """
-
-    uses_target_nets = False
-
-    def critic_net_spec(self, spec: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        critic_net = spec["agent"].get("critic_net")
-        return (critic_net, "agent.critic_net") if critic_net else (spec["agent"]["net"], "agent.net")
-
-    def critic_predictions(
-        self, batch: ReplayBatch, states: torch.Tensor, alpha: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch_size = len(states)
-        next_states = self.to_tensor(batch.next_states)
-        with torch.no_grad():
-            pi_next, log_pi_next = self.policy(next_states)
-        x = torch.cat([self.critic_input(states, batch.actions), self.critic_input(next_states, pi_next)])
-        q1_all, q2_all = self.q1_net(x), self.q2_net(x)
-        q1, q1_next = q1_all[:batch_size], q1_all[batch_size:].detach()
-        q2, q2_next = q2_all[:batch_size], q2_all[batch_size:].detach()
-        v_next = self.soft_value(q1_next, q2_next, pi_next, log_pi_next, alpha)
-        q_targets = calc_q_targets(batch.rewards, batch.terminateds, v_next, self.gamma)
-        return self.taken_q(q1, batch.actions), self.taken_q(q2, batch.actions), q_targets
-
-    def train_actor_alpha(self, states: torch.Tensor, alpha: torch.Tensor) -> None:
-        self.q1_net.eval()
-        self.q2_net.eval()
-        try:
-            super().train_actor_alpha(states, alpha)
-        finally:
-            self.q1_net.train()
-            self.q2_net.train()
