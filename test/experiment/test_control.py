@@ -1,4 +1,4 @@
-"""Session/Trial behaviour: seeded reproducibility, learning, checkpoints and state."""
+"""Session behaviour: seeded reproducibility, learning, checkpoints and state (the Trial's: test_trial.py)."""
 
 import copy
 import json
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from slm_lab.errors import SessionFailed
-from slm_lab.experiment.control import Session, max_parallel_sessions
+from slm_lab.experiment.control import Session
 from slm_lab.spec.loader import get_spec, override_spec, tick
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -86,7 +86,9 @@ def test_checkpoint_rule_and_final_checkpoint(data_dir: Path, monkeypatch: pytes
     assert df.columns.tolist()[:10] == [
         "total_reward", "total_reward_ma", "loss", "fps", "frame", "wall_t", "t", "epi", "opt_step", "lr",
     ]  # fmt: skip
-    assert df.columns.tolist()[10:] == ["entropy_coef", "entropy", "clip_eps"]
+    assert df.columns.tolist()[10:] == [
+        "entropy_coef", "clip_eps", "entropy", "approx_kl", "clip_fraction", "explained_variance",
+    ]  # fmt: skip
     # 2 epochs × (128 transitions / 64 per minibatch) × 2 nets per update, one update per 64 vector steps
     assert df["opt_step"].iloc[-1] == (1000 // 2 // 64) * 2 * 2 * 2
     assert session.env.clock.frame == 1000
@@ -141,29 +143,6 @@ def test_ckpt_best_copies_the_latest_files_and_keeps_them_when_they_are_replaced
     assert Path(f"{prepath}_ckpt-best_net_optim.pt").is_file()
     assert Path(f"{prepath}_ckpt-best_state.pt").is_file()
     session.close_envs()
-
-
-def test_a_trial_analyses_itself_once_at_its_end(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checkpoints within GRAPH_INTERVAL of each other leave the trial files to the trial's final analysis."""
-    from slm_lab.experiment import analysis
-    from slm_lab.experiment.control import Trial
-
-    monkeypatch.setenv("PY_ENV", "test")
-    calls = []
-    original = analysis.analyze_trial
-    monkeypatch.setattr(analysis, "analyze_trial", lambda *a, **k: calls.append(1) or original(*a, **k))
-    spec = session_spec(1000)
-    Trial(spec, "train").run()
-    assert len(calls) == 1
-    assert Path(f"{spec['meta']['info_prepath'].rsplit('_s', 1)[0]}_trial_metrics.json").is_file()
-
-
-def test_max_parallel_sessions_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SLM_MAX_PARALLEL", "3")
-    assert max_parallel_sessions(8) == 3
-    assert max_parallel_sessions(2) == 2
-    monkeypatch.delenv("SLM_MAX_PARALLEL")
-    assert 1 <= max_parallel_sessions(64) <= 64
 
 
 def test_a_run_too_short_to_train_writes_nan_metrics_then_fails_naming_the_cause(
