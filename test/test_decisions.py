@@ -37,3 +37,23 @@ def test_no_comment_points_at_section_numbers_of_another_document() -> None:
         if re.search(r"§\s*\d|CONTRACT\.md", line)
     ]
     assert not offenders, offenders
+
+
+# "`Name` (`slm_lab/x.py`)" or "`Name.attr` in `slm_lab/x.py`": a doc naming where a piece of code lives
+_WHERE = re.compile(r"`([A-Za-z_][\w.]*)(?:\([^`]*\))?` (?:\(|in )`(slm_lab/[\w/]+\.py)`")
+
+
+def test_the_docs_name_the_module_each_piece_of_code_lives_in() -> None:
+    wrong = []
+    for doc in ("docs/DECISIONS.md", "docs/ARCHITECTURE.md", "README.md"):
+        for m in _WHERE.finditer((ROOT / doc).read_text()):
+            name, path = m.group(1), ROOT / m.group(2)
+            if re.search(r"\.(pt|json|csv|py)$", name):
+                continue  # a file name, not code
+            first = re.escape(name.split(".")[0])
+            defined = path.is_file() and re.search(
+                rf"^\s*(?:def|class) {first}\b|^{first}\s*[:=]", path.read_text(), re.M
+            )
+            if not defined:
+                wrong.append(f"{doc}: {name} is not defined in {m.group(2)}")
+    assert not wrong, "\n".join(wrong)

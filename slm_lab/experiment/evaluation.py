@@ -47,7 +47,7 @@ class Evaluation:
         start = env.episode_counts.copy()
         returns: list[float] = []
         cap = EVAL_STEP_CAP * (env.max_t or 1000)
-        with agent.algorithm.evaluating():
+        with agent.evaluating():
             for _ in range(cap):
                 epi = env.clock.epi
                 step = env.step(agent.act(state))

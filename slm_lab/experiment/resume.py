@@ -112,7 +112,7 @@ class ResumeState:
         state = {
             **self.state_dict(),
             "mode": self.mode,
-            "nets": self.agent.algorithm.net_state_dict(),
+            "nets": self.agent.net_state_dict(),
             "episodes": episodes,
             "obs": saved_obs,
         }
@@ -126,7 +126,7 @@ class ResumeState:
         path = f"{self.model_prepath}_state.pt"
         obs = None
         try:
-            self.agent.algorithm.load_net_state_dict(state["nets"])
+            self.agent.load_net_state_dict(state["nets"])
             self.agent.memory.load_state_dict(memory)
             self.agent.load_state_dict(state["agent"])
             self.env.load_state_dict(state["env"])

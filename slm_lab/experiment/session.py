@@ -93,7 +93,7 @@ class Session:
         self.last_graph_time = time.monotonic()  # first graphs after GRAPH_INTERVAL, or at close
         # session 0 of a learning run keeps its trial's files up to date while the trial runs
         self.trial_analysis = TrialAnalysis.for_session(spec) if self.index == 0 and self.learning else None
-        self.tb = TensorBoardLog.for_session(spec, mode, self.agent.algorithm.nets)
+        self.tb = TensorBoardLog.for_session(spec, mode, self.agent.nets)
         self.resume_state = ResumeState(
             self.env, self.agent, self.tracker, self.eval_tracker, mode, meta["model_prepath"], self.index
         )
@@ -228,8 +228,7 @@ class Session:
 
     def log_checkpoint(self) -> None:
         """Append a df row, log it, save the latest model (and ckpt-best), write the analysis files."""
-        algorithm = self.agent.algorithm
-        row = self.tracker.record(self.env, self.agent.loss, algorithm.lr, algorithm.df_extras())
+        row = self.tracker.record(self.env, self.agent.loss, self.agent.lr, self.agent.diagnostics())
         if row is None:
             return
         logger.info(self.checkpoint_block("train" if self.learning else self.mode, row))
@@ -260,9 +259,8 @@ class Session:
         if self.eval_tracker.has_frame(frame):
             return
         score = self.evaluation.evaluate()
-        algorithm = self.agent.algorithm
         row = self.eval_tracker.record(
-            self.env, self.agent.loss, algorithm.lr, algorithm.df_extras(), total_reward=score
+            self.env, self.agent.loss, self.agent.lr, self.agent.diagnostics(), total_reward=score
         )
         if row is None:
             return
@@ -357,9 +355,9 @@ class Session:
     def check_learned(self) -> None:
         """After a learning session, whose files are all written: an error when most of its updates were skipped
         for a non-finite loss, or when it never trained (a result it did not learn is not reported as one)."""
-        if not self.learning or not self.agent.algorithm.learns:
+        if not self.learning or not self.agent.learns:
             return
-        updates = self.agent.algorithm.updates
+        updates = self.agent.updates
         total = updates["run"] + updates["skipped"]
         predir = self.spec["meta"]["predir"]
         nonfinite = self.env.nonfinite
