@@ -83,7 +83,12 @@ class ActorCritic(PolicyGradient):
                 self.return_normalizer.update(v_targets)
             self.update_adv_normalizer(advs)
         logp, entropy = self.log_prob_entropy(pdparam, batch.actions.flatten(0, 1))
-        loss = self.policy_loss(logp, advs.flatten(), entropy) + self.value_loss(v, v_targets.flatten())
+        terms = {
+            **self.policy_loss(logp, advs.flatten(), entropy),
+            "value": self.value_loss(v, v_targets.flatten()),
+        }
+        loss = terms["policy"] + terms["value"]
         self.step(loss, self.pairs)
         self.step_lr_schedulers()
+        self.record_diagnostics([terms])
         return float(loss.detach())

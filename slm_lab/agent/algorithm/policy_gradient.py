@@ -217,16 +217,17 @@ class PolicyGradient(Algorithm):
             return self.adv_normalizer.normalize(weights)
         return weights
 
-    def policy_loss(self, logp: torch.Tensor, weights: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
-        """The policy-gradient loss −c_pg·mean(log π·normalize(weights)) − β·mean(H), with weights the returns
-        (Reinforce) or advantages (ActorCritic), normalised by ``normalize_advantages``; β from
-        ``entropy_coef_spec`` (0 without it). Records the mean entropy."""
+    def policy_loss(
+        self, logp: torch.Tensor, weights: torch.Tensor, entropy: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The policy-gradient loss and its terms: ``policy`` = −c_pg·mean(log π·normalize(weights)) − β·mean(H),
+        with weights the returns (Reinforce) or advantages (ActorCritic), normalised by ``normalize_advantages``
+        and β from ``entropy_coef_spec`` (0 without it); ``entropy`` = mean(H), detached."""
         mean_entropy = entropy.mean()
-        self.train_stats["entropy"] = float(mean_entropy.detach())
         loss = -float(self.cfg.policy_loss_coef) * (logp * self.normalize_advantages(weights)).mean()
         if "entropy_coef" in self.var_schedulers:
             loss = loss - self.var_schedulers["entropy_coef"].val * mean_entropy
-        return loss
+        return {"policy": loss, "entropy": mean_entropy.detach()}
 
     def value_loss(self, v: torch.Tensor, v_targets: torch.Tensor) -> torch.Tensor:
         """c_v·loss_fn(V, V_target), both scaled by the running return std with ``normalize_v_targets``."""

@@ -41,7 +41,9 @@ class Reinforce(PolicyGradient):
         self.update_adv_normalizer(returns)
         pdparam, _ = self.calc_pdparam_v(self.to_tensor(batch.states.flatten(0, 1)), need_v=False)
         logp, entropy = self.log_prob_entropy(pdparam, batch.actions.flatten(0, 1))
-        loss = self.policy_loss(logp, returns, entropy)
+        terms = self.policy_loss(logp, returns, entropy)
+        loss = terms["policy"]
         self.step(loss, self.pairs)
         self.step_lr_schedulers()
+        self.record_diagnostics([terms])
         return float(loss.detach())
