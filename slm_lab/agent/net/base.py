@@ -1,14 +1,40 @@
-"""The one optimizer-step site of the lab, plus the dev-mode training checks."""
+"""The typed net spec every net is built from, the one optimizer-step site of the lab, and the dev-mode training
+checks."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from loguru import logger
+from pydantic import ValidationError
 from torch import nn
 
-__all__ = ["OptimPair", "TrainingChecker", "clip_grad_norm", "train_step"]
+from slm_lab.errors import SpecError
+from slm_lab.spec.schema import NET_SPECS, NetSpec
+
+__all__ = ["OptimPair", "TrainingChecker", "clip_grad_norm", "net_config", "train_step"]
+
+
+def net_config(net_spec: Mapping[str, Any] | NetSpec, net_type: str, key: str = "agent.net") -> NetSpec:
+    """The typed spec a net of class ``net_type`` is built from: its schema model, every default filled in there
+    and nowhere else. A model passes through; a mapping (a routed actor or critic section, a notebook's dict) is
+    validated into the model here (its nulls dropped), a bad value failing with one ``SpecError`` line naming its
+    ``key``."""
+    model = NET_SPECS[net_type]
+    if isinstance(net_spec, model):
+        return net_spec
+    if isinstance(net_spec, NetSpec):
+        net_spec = net_spec.model_dump(exclude_unset=True)
+    try:
+        # a null means "not set", as in a spec file (a routed section can carry one, e.g. use_same_optim's optim_spec)
+        return model.model_validate(
+            {**{k: v for k, v in net_spec.items() if v is not None}, "type": net_type}
+        )
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join([key, *map(str, err['loc'])])}: {err['msg']}" for err in e.errors())
+        raise SpecError(f"{net_type}: {problems}") from None
 
 
 @dataclass

@@ -88,16 +88,16 @@ def build_mlp(
     return nn.Sequential(*layers)
 
 
-def build_mlp_from_spec(net_spec: dict[str, Any], in_dim: int) -> nn.Sequential:
-    """``build_mlp`` with the net spec's ``hid_layers``, ``hid_layers_activation`` and norm keys (``layer_norm``,
+def build_mlp_from_spec(cfg: Any, in_dim: int) -> nn.Sequential:
+    """``build_mlp`` with an MLP net spec's ``hid_layers``, ``hid_layers_activation`` and norm keys (``layer_norm``,
     ``batch_norm``, ``batch_renorm``): the body of the MLP nets."""
     return build_mlp(
         in_dim,
-        list(net_spec["hid_layers"]),
-        net_spec["hid_layers_activation"],
-        bool(net_spec.get("layer_norm")),
-        bool(net_spec.get("batch_norm")),
-        batch_renorm_kwargs(net_spec.get("batch_renorm")),
+        list(cfg.hid_layers),
+        cfg.hid_layers_activation,
+        cfg.layer_norm,
+        cfg.batch_norm,
+        batch_renorm_kwargs(cfg.batch_renorm),
     )
 
 

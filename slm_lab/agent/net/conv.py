@@ -1,17 +1,19 @@
 """Convolutional nets for image observations (B, C, H, W), e.g. stacked 84x84 Atari frames."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from loguru import logger
 from torch import nn
 
+from slm_lab.agent.net.base import net_config
 from slm_lab.agent.net.builder import build_mlp, get_activation, init_layers
 from slm_lab.agent.net.dueling import DuelingHead, check_dueling_out_dim
 from slm_lab.agent.net.mlp import NETS
 from slm_lab.agent.net.tails import TailsMixin
 from slm_lab.errors import SpecError
+from slm_lab.spec.schema import ConvNetSpec, DuelingConvNetSpec
 
 __all__ = ["ConvNet", "DuelingConvNet", "build_conv", "image_shape"]
 
@@ -72,28 +74,26 @@ def build_conv(
 class _ConvBody(nn.Module):
     """Input scaling, conv stack, flatten and ``fc_hid_layers``: the part ConvNet and DuelingConvNet share."""
 
-    def __init__(
-        self, net_spec: dict[str, Any], in_dim: int | Sequence[int], net_type: str, batch_norm: bool
-    ) -> None:
+    def __init__(self, cfg: ConvNetSpec, in_dim: int | Sequence[int], net_type: str) -> None:
         super().__init__()
         self.in_shape = image_shape(in_dim, net_type)
-        conv_hid_layers = net_spec["conv_hid_layers"]
+        conv_hid_layers = cfg.conv_hid_layers
         if not isinstance(conv_hid_layers, list) or not conv_hid_layers:
             raise SpecError(
                 f"agent.net.conv_hid_layers: expected a non-empty list of conv layers, got {conv_hid_layers!r}"
             )
-        activation: str = net_spec["hid_layers_activation"]
+        activation = cfg.hid_layers_activation
         # dividing by 255 here, on the net's device, lets uint8 frames travel to the GPU at a quarter of the bytes
-        self.normalize = bool(net_spec.get("normalize", False))
-        self.conv = build_conv(self.in_shape[0], conv_hid_layers, activation, batch_norm)
+        self.normalize = cfg.normalize
+        self.conv = build_conv(self.in_shape[0], conv_hid_layers, activation, cfg.batch_norm)
         with (
             torch.no_grad()
         ):  # the flattened conv width, from one dummy frame (eval: BatchNorm must not update)
             self.conv.eval()
             conv_dim = int(self.conv(torch.zeros(1, *self.in_shape)).shape[1])
             self.conv.train()
-        fc_hid_layers: list[int] = list(net_spec.get("fc_hid_layers") or [])
-        self.fc = build_mlp(conv_dim, fc_hid_layers, activation, layer_norm=bool(net_spec.get("layer_norm")))
+        fc_hid_layers = list(cfg.fc_hid_layers)
+        self.fc = build_mlp(conv_dim, fc_hid_layers, activation, layer_norm=cfg.layer_norm)
         self.out_dim = fc_hid_layers[-1] if fc_hid_layers else conv_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,16 +121,16 @@ class ConvNet(TailsMixin):
     takes_obs_shape = True  # the algorithm passes the observation shape as in_dim, not its flattened size
 
     def __init__(
-        self, net_spec: dict[str, Any], in_dim: int | Sequence[int], out_dim: int | list[int]
+        self, net_spec: Mapping[str, Any] | ConvNetSpec, in_dim: int | Sequence[int], out_dim: int | list[int]
     ) -> None:
         super().__init__()
-        if "batch_norm" not in net_spec:
+        cfg = net_config(net_spec, "ConvNet")
+        if "batch_norm" not in cfg.model_fields_set:
             logger.info("agent.net.batch_norm: absent, ConvNet defaults to true (reference parity, D17)")
-        batch_norm = bool(net_spec.get("batch_norm", True))
-        self.body = _ConvBody(net_spec, in_dim, "ConvNet", batch_norm)
+        self.body = _ConvBody(cfg, in_dim, "ConvNet")
         self.in_dim, self.out_dim = self.body.in_shape, out_dim
-        self._init_tails(self.body.out_dim, out_dim, net_spec)
-        init_layers(self, net_spec.get("init_fn"), net_spec["hid_layers_activation"])
+        self._init_tails(self.body.out_dim, out_dim, cfg)
+        init_layers(self, cfg.init_fn, cfg.hid_layers_activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self._tails_forward(self.body(x))
@@ -152,18 +152,21 @@ class DuelingConvNet(nn.Module):
     flat_input = False
     takes_obs_shape = True  # the algorithm passes the observation shape as in_dim, not its flattened size
 
-    def __init__(self, net_spec: dict[str, Any], in_dim: int | Sequence[int], out_dim: int) -> None:
+    def __init__(
+        self, net_spec: Mapping[str, Any] | DuelingConvNetSpec, in_dim: int | Sequence[int], out_dim: int
+    ) -> None:
         super().__init__()
+        cfg = net_config(net_spec, "DuelingConvNet")
         self.out_dim = check_dueling_out_dim(out_dim, "DuelingConvNet")
-        out_act = net_spec.get("out_layer_activation")
+        out_act = cfg.out_layer_activation
         if out_act is not None and str(out_act).replace("_", "").lower() != "identity":
             logger.warning(
                 f"agent.net.out_layer_activation: {out_act!r} is ignored by DuelingConvNet, which outputs raw Q-values"
             )
-        self.body = _ConvBody(net_spec, in_dim, "DuelingConvNet", bool(net_spec.get("batch_norm", False)))
+        self.body = _ConvBody(cfg, in_dim, "DuelingConvNet")
         self.in_dim = self.body.in_shape
         self.head = DuelingHead(self.body.out_dim, self.out_dim)
-        init_layers(self, net_spec.get("init_fn"), net_spec["hid_layers_activation"])
+        init_layers(self, cfg.init_fn, cfg.hid_layers_activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))

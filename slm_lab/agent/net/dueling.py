@@ -9,15 +9,18 @@ advantages centred, so V learns from every transition whichever action was taken
 the body, so the MLP net here and a conv net share it.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from loguru import logger
 from torch import nn
 
+from slm_lab.agent.net.base import net_config
 from slm_lab.agent.net.builder import build_mlp_from_spec, init_layers
 from slm_lab.agent.net.mlp import NETS
 from slm_lab.errors import SpecError
+from slm_lab.spec.schema import DuelingMLPNetSpec
 
 __all__ = ["DuelingHead", "DuelingMLPNet", "check_dueling_out_dim"]
 
@@ -72,20 +75,19 @@ class DuelingMLPNet(nn.Module):
 
     flat_input = True  # takes (B, D) inputs; multi-dimensional observations are flattened by the algorithm
 
-    def __init__(self, net_spec: dict[str, Any], in_dim: int, out_dim: int) -> None:
+    def __init__(self, net_spec: Mapping[str, Any] | DuelingMLPNetSpec, in_dim: int, out_dim: int) -> None:
         super().__init__()
+        cfg = net_config(net_spec, "DuelingMLPNet")
         self.in_dim, self.out_dim = in_dim, check_dueling_out_dim(out_dim, "DuelingMLPNet")
-        hid_layers: list[int] = list(net_spec["hid_layers"])
-        activation: str = net_spec["hid_layers_activation"]
-        out_act = net_spec.get("out_layer_activation")
+        out_act = cfg.out_layer_activation
         if out_act is not None and str(out_act).replace("_", "").lower() != "identity":
             logger.warning(
                 f"agent.net.out_layer_activation: {out_act!r} is ignored by DuelingMLPNet, which outputs raw "
                 "Q-values"
             )
-        self.body = build_mlp_from_spec(net_spec, in_dim)
-        self.head = DuelingHead(hid_layers[-1] if hid_layers else in_dim, self.out_dim)
-        init_layers(self, net_spec.get("init_fn"), activation)
+        self.body = build_mlp_from_spec(cfg, in_dim)
+        self.head = DuelingHead(cfg.hid_layers[-1] if cfg.hid_layers else in_dim, self.out_dim)
+        init_layers(self, cfg.init_fn, cfg.hid_layers_activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))

@@ -1,13 +1,16 @@
 """Multi-layer perceptron nets."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from slm_lab.agent.net.base import net_config
 from slm_lab.agent.net.builder import build_mlp_from_spec, init_layers
 from slm_lab.agent.net.tails import TailsMixin
 from slm_lab.registry import Registry
+from slm_lab.spec.schema import MLPNetSpec
 
 __all__ = ["NETS", "MLPNet"]
 
@@ -29,15 +32,15 @@ class MLPNet(TailsMixin):
 
     flat_input = True  # takes (B, D) inputs; multi-dimensional observations are flattened by the algorithm
 
-    def __init__(self, net_spec: dict[str, Any], in_dim: int, out_dim: int | list[int]) -> None:
+    def __init__(
+        self, net_spec: Mapping[str, Any] | MLPNetSpec, in_dim: int, out_dim: int | list[int]
+    ) -> None:
         super().__init__()
+        cfg = net_config(net_spec, "MLPNet")
         self.in_dim, self.out_dim = in_dim, out_dim
-        hid_layers: list[int] = list(net_spec["hid_layers"])
-        activation: str = net_spec["hid_layers_activation"]
-        self.body = build_mlp_from_spec(net_spec, in_dim)
-        body_dim = hid_layers[-1] if hid_layers else in_dim
-        self._init_tails(body_dim, out_dim, net_spec)
-        init_layers(self, net_spec.get("init_fn"), activation)
+        self.body = build_mlp_from_spec(cfg, in_dim)
+        self._init_tails(cfg.hid_layers[-1] if cfg.hid_layers else in_dim, out_dim, cfg)
+        init_layers(self, cfg.init_fn, cfg.hid_layers_activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self._tails_forward(self.body(x))

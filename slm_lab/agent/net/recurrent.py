@@ -1,15 +1,17 @@
 """Recurrent nets over a short observation history (D16)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from slm_lab.agent.net.base import net_config
 from slm_lab.agent.net.builder import build_mlp, init_layers
 from slm_lab.agent.net.mlp import NETS
 from slm_lab.agent.net.tails import TailsMixin
 from slm_lab.errors import SpecError
+from slm_lab.spec.schema import RecurrentNetSpec
 
 __all__ = ["RecurrentNet"]
 
@@ -36,29 +38,31 @@ class RecurrentNet(TailsMixin):
     takes_obs_shape = True  # the algorithm passes the observation shape as in_dim, not its flattened size
 
     def __init__(
-        self, net_spec: dict[str, Any], in_dim: int | Sequence[int], out_dim: int | list[int]
+        self,
+        net_spec: Mapping[str, Any] | RecurrentNetSpec,
+        in_dim: int | Sequence[int],
+        out_dim: int | list[int],
     ) -> None:
         super().__init__()
-        self.seq_len = int(net_spec["seq_len"])
+        cfg = net_config(net_spec, "RecurrentNet")
+        self.seq_len = int(cfg.seq_len)
         if self.seq_len < 1:
             raise SpecError(f"agent.net.seq_len: must be at least 1, got {self.seq_len}")
         self.step_dim = self._step_dim(in_dim)
         self.in_dim, self.out_dim = in_dim, out_dim
-        cell_type = str(net_spec.get("cell_type", "GRU"))
+        cell_type = str(cfg.cell_type)
         cell_cls = _CELLS.get(cell_type.upper())
         if cell_cls is None:
             raise SpecError(
                 f"agent.net.cell_type: unknown cell {cell_type!r}; valid names: {', '.join(_CELLS)}"
             )
-        activation: str = net_spec["hid_layers_activation"]
-        fc_hid_layers: list[int] = list(net_spec.get("fc_hid_layers") or [])
+        activation = cfg.hid_layers_activation
+        fc_hid_layers = list(cfg.fc_hid_layers)
         # Linear layers act on the last dim, so the fc stack runs on every time step of (B, T, D) at once
-        self.fc = build_mlp(
-            self.step_dim, fc_hid_layers, activation, layer_norm=bool(net_spec.get("layer_norm"))
-        )
-        self.hidden_size = int(net_spec["rnn_hidden_size"])
-        self.num_layers = int(net_spec.get("rnn_num_layers", 1))
-        self.bidirectional = bool(net_spec.get("bidirectional", False))
+        self.fc = build_mlp(self.step_dim, fc_hid_layers, activation, layer_norm=cfg.layer_norm)
+        self.hidden_size = int(cfg.rnn_hidden_size)
+        self.num_layers = int(cfg.rnn_num_layers)
+        self.bidirectional = cfg.bidirectional
         self.rnn = cell_cls(
             input_size=fc_hid_layers[-1] if fc_hid_layers else self.step_dim,
             hidden_size=self.hidden_size,
@@ -67,8 +71,8 @@ class RecurrentNet(TailsMixin):
             bidirectional=self.bidirectional,
         )
         self.num_directions = 2 if self.bidirectional else 1
-        self._init_tails(self.hidden_size * self.num_directions, out_dim, net_spec)
-        init_layers(self, net_spec.get("init_fn"), activation)
+        self._init_tails(self.hidden_size * self.num_directions, out_dim, cfg)
+        init_layers(self, cfg.init_fn, activation)
 
     def _step_dim(self, in_dim: int | Sequence[int]) -> int:
         """The per-step feature width D from the observation shape (seq_len, D), or from its flattened size

@@ -4,13 +4,12 @@ The algorithms read ``net.tails`` (to re-initialise the policy and value output 
 output conventions from every net class, so the tails logic lives in one place instead of being copied per net.
 """
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from slm_lab.agent.net.builder import build_tails, get_activation
 from slm_lab.errors import SpecError
+from slm_lab.spec.schema import NetSpec
 
 __all__ = ["TailsMixin"]
 
@@ -27,8 +26,8 @@ class TailsMixin(nn.Module):
     out_acts: nn.ModuleList
     log_std: nn.Parameter | None
 
-    def _init_tails(self, body_dim: int, out_dim: int | list[int], net_spec: dict[str, Any]) -> None:
-        log_std_init = net_spec.get("log_std_init")
+    def _init_tails(self, body_dim: int, out_dim: int | list[int], cfg: NetSpec) -> None:
+        log_std_init = cfg.log_std_init
         self.log_std = None
         if (
             log_std_init is not None
@@ -40,7 +39,7 @@ class TailsMixin(nn.Module):
             self.log_std = nn.Parameter(torch.full((out_dim[0],), float(log_std_init)))
         else:
             self.tails = build_tails(body_dim, out_dim)
-        out_act = net_spec.get("out_layer_activation")
+        out_act = cfg.out_layer_activation
         acts = out_act if isinstance(out_act, list) else [out_act] * len(self.tails)
         if len(acts) != len(self.tails):
             raise SpecError(

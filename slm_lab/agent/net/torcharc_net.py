@@ -1,6 +1,6 @@
 """Nets whose body is a TorchArc architecture, built by the torcharc package (see :mod:`slm_lab.agent.net.arc`)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -8,11 +8,13 @@ import torch
 from torch import fx, nn
 
 from slm_lab.agent.net.arc import build_arc, graph_inputs, load_arc, modules_fed_by
+from slm_lab.agent.net.base import net_config
 from slm_lab.agent.net.builder import init_layers
 from slm_lab.agent.net.layers import WeightNormLinear
 from slm_lab.agent.net.mlp import NETS
 from slm_lab.agent.net.tails import TailsMixin
 from slm_lab.errors import SpecError
+from slm_lab.spec.schema import TorchArcNetSpec
 
 __all__ = ["TorchArcNet"]
 
@@ -64,14 +66,16 @@ class TorchArcNet(TailsMixin):
     takes_obs_shape = True  # the algorithm passes the observation shape as in_dim, not its flattened size
 
     def __init__(
-        self, net_spec: dict[str, Any], in_dim: int | Sequence[int], out_dim: int | list[int]
+        self,
+        net_spec: Mapping[str, Any] | TorchArcNetSpec,
+        in_dim: int | Sequence[int],
+        out_dim: int | list[int],
     ) -> None:
         super().__init__()
-        arc, arc_file = net_spec.get("arc"), net_spec.get("arc_file")
-        if (arc is None) == (arc_file is None):
-            raise SpecError(
-                "agent.net.arc: TorchArcNet needs exactly one of arc (inline) or arc_file (a path)"
-            )
+        cfg = net_config(
+            net_spec, "TorchArcNet"
+        )  # its model checks that exactly one of arc, arc_file is given
+        arc, arc_file = cfg.arc, cfg.arc_file
         key = "agent.net.arc" if arc is not None else "agent.net.arc_file"
         self.body = build_arc(arc if arc is not None else load_arc(arc_file), key)
         if len(graph_inputs(self.body)) != 1:
@@ -89,7 +93,7 @@ class TorchArcNet(TailsMixin):
         else:
             in_shape = tuple(int(d) for d in in_dim)
         self.in_dim, self.out_dim = in_shape, out_dim
-        self.normalize = bool(net_spec.get("normalize", False))
+        self.normalize = cfg.normalize
         self.body.eval()  # batch-1 dummy forward: batch statistics must not move, lazy layers materialise
         with torch.no_grad():
             out = self.body(torch.zeros(1, *in_shape))
@@ -99,10 +103,9 @@ class TorchArcNet(TailsMixin):
                 f"{key}.graph.output: TorchArcNet needs the body to return one tensor, got {type(out).__name__}"
             )
         body_dim = int(out.flatten(1).shape[1])
-        self._init_tails(body_dim, out_dim, net_spec)
-        activation = str(net_spec.get("hid_layers_activation") or "relu")
-        init_layers(self, net_spec.get("init_fn"), activation)
-        _init_weight_norm_layers(self, net_spec.get("init_fn"), activation)
+        self._init_tails(body_dim, out_dim, cfg)
+        init_layers(self, cfg.init_fn, cfg.hid_layers_activation)
+        _init_weight_norm_layers(self, cfg.init_fn, cfg.hid_layers_activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if not x.is_floating_point():
