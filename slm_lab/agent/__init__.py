@@ -11,6 +11,7 @@ import torch
 
 from slm_lab.agent.algorithm import ALGORITHMS, Algorithm
 from slm_lab.agent.memory import MEMORIES, Memory
+from slm_lab.spec.validation import get_spec_models
 
 __all__ = ["Agent", "build_agent"]
 
@@ -138,18 +139,20 @@ def get_device(spec: dict[str, Any]) -> torch.device:
 
 
 def build_agent(spec: dict[str, Any], env: Any, mode: str, device: torch.device | None = None) -> Agent:
-    """Build memory, then algorithm (nets, optimizers, schedulers), from a validated spec."""
+    """Build memory, then algorithm (nets, optimizers, schedulers), from a valid spec: its agent sections are
+    validated once, here, into their typed models (``get_spec_models``), and the components are built from those."""
     device = device if device is not None else get_device(spec)
+    models = get_spec_models(spec)
     algo_spec, memory_spec = spec["agent"]["algorithm"], spec["agent"]["memory"]
     algo_cls = ALGORITHMS.get(algo_spec["name"], "agent.algorithm.name")
     memory_cls = MEMORIES.get(memory_spec["name"], "agent.memory.name")
     training_frequency = algo_cls.training_frequency(algo_spec)
     memory = memory_cls.from_spec(
-        memory_spec,
+        models.memory,
         env=env,
         algorithm_spec=algo_cls.memory_algorithm_spec(algo_spec, memory_spec),
         training_frequency=training_frequency,
         device=device,
     )
-    algorithm = algo_cls(spec=spec, env=env, memory=memory, device=device, mode=mode)
+    algorithm = algo_cls(spec=spec, env=env, memory=memory, device=device, mode=mode, cfg=models.algorithm)
     return Agent(algorithm, memory, mode)

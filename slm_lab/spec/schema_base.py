@@ -4,9 +4,12 @@ Every spec model subclasses ``SpecModel``; the value types (``Count``, ``Fractio
 range of each kind of key. Imports only pydantic, so the CLI and spec checks stay light.
 """
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
+
+from slm_lab.errors import SpecError
 
 __all__ = [
     "ComponentSpec",
@@ -22,6 +25,7 @@ __all__ = [
     "Seed",
     "SpecModel",
     "VarSchedulerSpec",
+    "typed_section",
 ]
 
 
@@ -76,3 +80,21 @@ class VarSchedulerSpec(SpecModel):
     end_val: Number | None = None
     start_step: NonNegInt = 0
     end_step: NonNegInt = 0
+
+
+def typed_section[M: SpecModel](section: Mapping[str, Any] | SpecModel, model: type[M], key: str) -> M:
+    """A spec section as the model a component is built from, defaults filled in by the model and nowhere else.
+
+    The loader validates whole specs and ``build_agent`` passes their models on, so a model of the right class
+    passes through. A mapping (a routed actor or critic net, a part's own sub-spec, a notebook's dict) is validated
+    here, its nulls dropped ("not set", as in a spec file); a bad value fails with one ``SpecError`` line per
+    problem, each naming its ``key``."""
+    if isinstance(section, model):
+        return section
+    if isinstance(section, SpecModel):
+        section = section.model_dump(exclude_unset=True)
+    try:
+        return model.model_validate({k: v for k, v in section.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join([key, *map(str, err['loc'])])}: {err['msg']}" for err in e.errors())
+        raise SpecError(problems) from None

@@ -15,6 +15,7 @@ from slm_lab.agent.net.base import OptimPair, TrainingChecker, train_step
 from slm_lab.lib.io_util import load_torch_file, save_torch_file, snapshot_file
 from slm_lab.lib.schedule import VarScheduler
 from slm_lab.registry import Registry
+from slm_lab.spec.schema_algorithm import AlgorithmSpec
 
 __all__ = ["ALGORITHMS", "Algorithm"]
 
@@ -38,9 +39,17 @@ class Algorithm(ABC):
     diagnostics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Memory, device: torch.device, mode: str
+        self,
+        *,
+        spec: dict[str, Any],
+        env: Any,
+        memory: Memory,
+        device: torch.device,
+        mode: str,
+        cfg: AlgorithmSpec,
     ) -> None:
         self.spec = spec
+        self.cfg = cfg  # the typed agent.algorithm section (its schema model, defaults filled in there)
         self.env = env  # read-only: spaces, num_envs and the clock; learning code never steps the env
         self.clock = env.clock
         self.memory = memory

@@ -22,7 +22,8 @@ from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, in
 from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
 from slm_lab.lib.math_util import PercentileNormalizer, ReturnNormalizer, standardize
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
-from slm_lab.spec.schema import ALGORITHM_SPECS, route_net_spec
+from slm_lab.spec.schema import route_net_spec
+from slm_lab.spec.schema_algorithm import AlgorithmSpec
 
 __all__ = ["PolicyGradient", "policy_out_dim"]
 
@@ -61,11 +62,16 @@ class PolicyGradient(Algorithm):
     diagnostics = ("entropy",)
 
     def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+        self,
+        *,
+        spec: dict[str, Any],
+        env: Any,
+        memory: Any,
+        device: torch.device,
+        mode: str,
+        cfg: AlgorithmSpec,
     ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
-        algo = spec["agent"]["algorithm"]
-        self.cfg = ALGORITHM_SPECS[algo["name"]].model_validate(algo)
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode, cfg=cfg)
         self.gamma = float(self.cfg.gamma)
         self.num_envs = env.num_envs
         self.action_space = env.action_space

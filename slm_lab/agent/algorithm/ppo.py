@@ -9,6 +9,7 @@ from slm_lab.agent.algorithm.base import ALGORITHMS
 from slm_lab.agent.algorithm.policy_gradient import PolicyGradient
 from slm_lab.agent.memory.base import OnPolicyBatch
 from slm_lab.lib.math_util import calc_gaes, explained_variance, symlog
+from slm_lab.spec.schema_algorithm import AlgorithmSpec
 
 __all__ = ["PPO"]
 
@@ -40,9 +41,16 @@ class PPO(PolicyGradient):
     diagnostics = ("entropy", "approx_kl", "clip_fraction", "explained_variance")
 
     def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+        self,
+        *,
+        spec: dict[str, Any],
+        env: Any,
+        memory: Any,
+        device: torch.device,
+        mode: str,
+        cfg: AlgorithmSpec,
     ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode, cfg=cfg)
         cfg = self.cfg
         self.lam = float(cfg.lam)
         self.training_epoch = int(cfg.training_epoch)

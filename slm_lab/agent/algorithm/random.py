@@ -7,6 +7,7 @@ import torch
 from gymnasium.vector.utils import batch_space
 
 from slm_lab.agent.algorithm.base import ALGORITHMS, Algorithm
+from slm_lab.spec.schema_algorithm import AlgorithmSpec
 
 __all__ = ["Random"]
 
@@ -29,9 +30,16 @@ class Random(Algorithm):
     learns = False
 
     def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+        self,
+        *,
+        spec: dict[str, Any],
+        env: Any,
+        memory: Any,
+        device: torch.device,
+        mode: str,
+        cfg: AlgorithmSpec,
     ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode, cfg=cfg)
         self.actions = batch_space(env.action_space, env.num_envs)
         self.actions.seed(int(torch.randint(2**31 - 1, ())))
 

@@ -27,7 +27,7 @@ from slm_lab.errors import SpecError
 from slm_lab.lib.distribution import get_action_type, squashed_normal_sample
 from slm_lab.lib.math_util import TargetUpdate, calc_q_targets, symlog, weighted_mean
 from slm_lab.lib.schedule import build_lr_scheduler
-from slm_lab.spec.schema import ALGORITHM_SPECS
+from slm_lab.spec.schema_algorithm import AlgorithmSpec
 
 __all__ = ["SoftActorCritic", "squashed_normal_sample"]
 
@@ -86,12 +86,19 @@ class SoftActorCritic(Algorithm):
     diagnostics = ("entropy", "alpha")  # the policy's mean entropy and α after the last actor update
 
     def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+        self,
+        *,
+        spec: dict[str, Any],
+        env: Any,
+        memory: Any,
+        device: torch.device,
+        mode: str,
+        cfg: AlgorithmSpec,
     ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode, cfg=cfg)
         algo, net_spec = spec["agent"]["algorithm"], spec["agent"]["net"]
         name = algo["name"]
-        self.cfg = cfg = ALGORITHM_SPECS[name].model_validate(algo)
+        cfg = self.cfg
         self.gamma = float(cfg.gamma)
         self.num_envs = env.num_envs
         self.action_space = env.action_space

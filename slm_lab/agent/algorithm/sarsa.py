@@ -9,6 +9,7 @@ from slm_lab.agent.algorithm.base import ALGORITHMS
 from slm_lab.agent.algorithm.value_based import ValueBased
 from slm_lab.agent.memory.base import OnPolicyBatch
 from slm_lab.lib.math_util import calc_q_targets
+from slm_lab.spec.schema_algorithm import AlgorithmSpec
 
 __all__ = ["SARSA"]
 
@@ -33,9 +34,16 @@ class SARSA(ValueBased):
     """
 
     def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+        self,
+        *,
+        spec: dict[str, Any],
+        env: Any,
+        memory: Any,
+        device: torch.device,
+        mode: str,
+        cfg: AlgorithmSpec,
     ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode, cfg=cfg)
         self.held: OnPolicyBatch | None = None  # the previous rollout's last vector step, awaiting its a′
 
     def train(self) -> float:

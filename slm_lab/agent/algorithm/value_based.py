@@ -18,7 +18,7 @@ from slm_lab.errors import SpecError
 from slm_lab.lib.distribution import get_action_type, resolve_pdtype
 from slm_lab.lib.math_util import TargetUpdate, weighted_mean
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
-from slm_lab.spec.schema import ALGORITHM_SPECS
+from slm_lab.spec.schema_algorithm import AlgorithmSpec
 
 __all__ = ["ValueBased"]
 
@@ -33,11 +33,17 @@ class ValueBased(Algorithm):
     uses_target_net: ClassVar[bool] = False
 
     def __init__(
-        self, *, spec: dict[str, Any], env: Any, memory: Any, device: torch.device, mode: str
+        self,
+        *,
+        spec: dict[str, Any],
+        env: Any,
+        memory: Any,
+        device: torch.device,
+        mode: str,
+        cfg: AlgorithmSpec,
     ) -> None:
-        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode)
+        super().__init__(spec=spec, env=env, memory=memory, device=device, mode=mode, cfg=cfg)
         algo, net_spec = spec["agent"]["algorithm"], spec["agent"]["net"]
-        self.cfg = ALGORITHM_SPECS[algo["name"]].model_validate(algo)
         self.gamma = float(self.cfg.gamma)
         self.num_envs = env.num_envs
         self.action_space = env.action_space

@@ -1,12 +1,14 @@
 """Memory interface: the agent stores each vector step, asks ``ready()``, and the algorithm ``sample()``s."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from slm_lab.registry import Registry
+from slm_lab.spec.schema import MemorySpec
 
 __all__ = [
     "MEMORIES",
@@ -89,7 +91,7 @@ class Memory(ABC):
     @abstractmethod
     def from_spec(
         cls,
-        memory_spec: dict[str, Any],
+        memory_spec: Mapping[str, Any] | MemorySpec,
         *,
         env: Any,
         algorithm_spec: dict[str, Any],

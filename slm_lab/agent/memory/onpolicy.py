@@ -1,11 +1,14 @@
 """On-policy memories: rollouts that are used once, then cleared."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from slm_lab.agent.memory.base import MEMORIES, Memory, OnPolicyBatch, transition_layout
+from slm_lab.spec.schema import MemorySpec, OnPolicyCrossEntropySpec
+from slm_lab.spec.schema_base import typed_section
 
 __all__ = ["OnPolicyBatchReplay", "OnPolicyCrossEntropy", "OnPolicyReplay"]
 
@@ -34,7 +37,7 @@ class _OnPolicyMemory(Memory):
     @classmethod
     def from_spec(
         cls,
-        memory_spec: dict[str, Any],
+        memory_spec: Mapping[str, Any] | MemorySpec,
         *,
         env: Any,
         algorithm_spec: dict[str, Any],
@@ -48,7 +51,7 @@ class _OnPolicyMemory(Memory):
         )  # fmt: skip
 
     @classmethod
-    def spec_kwargs(cls, memory_spec: dict[str, Any]) -> dict[str, Any]:
+    def spec_kwargs(cls, memory_spec: Mapping[str, Any] | MemorySpec) -> dict[str, Any]:
         """Constructor keywords read from the memory spec beyond the common ones."""
         return {}
 
@@ -293,8 +296,9 @@ class OnPolicyCrossEntropy(OnPolicyReplay):
         self.cross_entropy = float(cross_entropy)
 
     @classmethod
-    def spec_kwargs(cls, memory_spec: dict[str, Any]) -> dict[str, Any]:
-        return {"cross_entropy": memory_spec.get("cross_entropy", 1.0)}
+    def spec_kwargs(cls, memory_spec: Mapping[str, Any] | MemorySpec) -> dict[str, Any]:
+        cfg = typed_section(memory_spec, OnPolicyCrossEntropySpec, "agent.memory")
+        return {"cross_entropy": cfg.cross_entropy}
 
     def _select(self, episodes: list[Episode], returns: list[float]) -> list[Episode]:
         if self.cross_entropy >= 1.0 or not episodes:

@@ -1,5 +1,6 @@
 """Off-policy replay memories: a circular storage plus a sampler (uniform, or prioritized with a sum tree)."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 from slm_lab.agent.memory.base import MEMORIES, Memory, ReplayBatch, transition_layout
 from slm_lab.agent.memory.sampler import PrioritizedSampler, Sampler, UniformSampler
 from slm_lab.agent.memory.storage import CircularStorage
-from slm_lab.spec.schema import PrioritizedReplaySpec, ReplaySpec
+from slm_lab.spec.schema import MemorySpec, PrioritizedReplaySpec, ReplaySpec
+from slm_lab.spec.schema_base import typed_section
 
 __all__ = ["PrioritizedReplay", "Replay"]
 
@@ -62,8 +64,8 @@ class Replay(Memory):
         self.cer_mask: np.ndarray | None = None  # batch positions of the last sample that CER filled
 
     @classmethod
-    def _config(cls, memory_spec: dict[str, Any]) -> ReplaySpec:
-        return ReplaySpec.model_validate(memory_spec)
+    def _config(cls, memory_spec: Mapping[str, Any] | MemorySpec) -> ReplaySpec:
+        return typed_section(memory_spec, ReplaySpec, "agent.memory")
 
     @classmethod
     def _sampler(cls, cfg: ReplaySpec, env: Any) -> Sampler:
@@ -72,7 +74,7 @@ class Replay(Memory):
     @classmethod
     def from_spec(
         cls,
-        memory_spec: dict[str, Any],
+        memory_spec: Mapping[str, Any] | MemorySpec,
         *,
         env: Any,
         algorithm_spec: dict[str, Any],
@@ -192,8 +194,8 @@ class PrioritizedReplay(Replay):
     updates_priorities = True
 
     @classmethod
-    def _config(cls, memory_spec: dict[str, Any]) -> PrioritizedReplaySpec:
-        return PrioritizedReplaySpec.model_validate(memory_spec)
+    def _config(cls, memory_spec: Mapping[str, Any] | MemorySpec) -> PrioritizedReplaySpec:
+        return typed_section(memory_spec, PrioritizedReplaySpec, "agent.memory")
 
     @classmethod
     def _sampler(cls, cfg: ReplaySpec, env: Any) -> Sampler:

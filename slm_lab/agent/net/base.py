@@ -8,33 +8,22 @@ from typing import Any
 
 import torch
 from loguru import logger
-from pydantic import ValidationError
 from torch import nn
 
-from slm_lab.errors import SpecError
 from slm_lab.spec.schema import NET_SPECS, NetSpec
+from slm_lab.spec.schema_base import typed_section
 
 __all__ = ["OptimPair", "TrainingChecker", "clip_grad_norm", "net_config", "train_step"]
 
 
 def net_config(net_spec: Mapping[str, Any] | NetSpec, net_type: str, key: str = "agent.net") -> NetSpec:
-    """The typed spec a net of class ``net_type`` is built from: its schema model, every default filled in there
-    and nowhere else. A model passes through; a mapping (a routed actor or critic section, a notebook's dict) is
-    validated into the model here (its nulls dropped), a bad value failing with one ``SpecError`` line naming its
-    ``key``."""
-    model = NET_SPECS[net_type]
-    if isinstance(net_spec, model):
-        return net_spec
-    if isinstance(net_spec, NetSpec):
+    """The typed spec a net of class ``net_type`` is built from: its schema model, with every default filled in
+    there and nowhere else (``typed_section``)."""
+    if isinstance(net_spec, NetSpec) and not isinstance(net_spec, NET_SPECS[net_type]):
         net_spec = net_spec.model_dump(exclude_unset=True)
-    try:
-        # a null means "not set", as in a spec file (a routed section can carry one, e.g. use_same_optim's optim_spec)
-        return model.model_validate(
-            {**{k: v for k, v in net_spec.items() if v is not None}, "type": net_type}
-        )
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join([key, *map(str, err['loc'])])}: {err['msg']}" for err in e.errors())
-        raise SpecError(f"{net_type}: {problems}") from None
+    if not isinstance(net_spec, NetSpec):
+        net_spec = {**net_spec, "type": net_type}
+    return typed_section(net_spec, NET_SPECS[net_type], key)
 
 
 @dataclass
