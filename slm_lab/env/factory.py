@@ -34,6 +34,7 @@ from slm_lab.env.render import render_requested
 from slm_lab.env.single import SingleEnvVector
 from slm_lab.env.snapshot import EpisodeSnapshot
 from slm_lab.errors import SpecError
+from slm_lab.spec.schema import MetaSpec
 
 __all__ = ["LAB_KEYS", "BuiltEnv", "build_env", "make_env"]
 
@@ -84,8 +85,8 @@ def make_env(spec: dict, render: bool | None = None) -> LabEnv:
         built,
         gamma=gamma,
         obs_history=obs_history,
-        log_frequency=int(meta.get("log_frequency") or 10000),
-        eval_frequency=int(meta.get("eval_frequency") or 10000),
+        log_frequency=int(meta.get("log_frequency") or MetaSpec.model_fields["log_frequency"].default),
+        eval_frequency=int(meta.get("eval_frequency") or MetaSpec.model_fields["eval_frequency"].default),
     )
 
 

@@ -31,6 +31,7 @@ from slm_lab.env.render import FrameViewer
 from slm_lab.env.snapshot import SnapshotError
 from slm_lab.env.wrappers import ObsHistory, ObsNormalizer, RewardNormalizer, parse_clip_reward
 from slm_lab.errors import SpecError
+from slm_lab.spec.schema import DEFAULT_CLIP
 
 if TYPE_CHECKING:
     from slm_lab.env.factory import BuiltEnv
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["LabEnv", "Step"]
 
 RETURN_WINDOW = 100  # completed episode returns kept for total_reward
-DEFAULT_CLIP = 10.0  # clip_obs / clip_reward default when normalising
 
 
 class Step(NamedTuple):

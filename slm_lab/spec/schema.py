@@ -64,6 +64,7 @@ __all__ = [
     "AGENT_KEYS",
     "ALGORITHM_KEY_ALIASES",
     "ALGORITHM_SPECS",
+    "DEFAULT_CLIP",
     "MEMORY_SPECS",
     "NET_SPECS",
     "ROUTING_EXEMPT_KEYS",
@@ -276,6 +277,10 @@ NET_SPECS: dict[str, type[NetSpec]] = {
 # env, meta, agent, top level
 
 
+# clip_obs / clip_reward when the matching normaliser is on and the key is absent
+DEFAULT_CLIP = 10.0
+
+
 class EnvSpec(SpecModel):
     """Keys the lab reads itself. Every other key is a keyword argument for ``gym.make``/``gym.make_vec``."""
 
@@ -296,9 +301,9 @@ class EnvSpec(SpecModel):
     def _clip_defaults(self) -> "EnvSpec":
         # an absent clip defaults to 10 when the matching normaliser is on; an explicit null stays null
         if self.normalize_obs and "clip_obs" not in self.model_fields_set:
-            self.clip_obs = 10.0
+            self.clip_obs = DEFAULT_CLIP
         if self.normalize_reward and "clip_reward" not in self.model_fields_set:
-            self.clip_reward = 10.0
+            self.clip_reward = DEFAULT_CLIP
         return self
 
     @property
