@@ -1,6 +1,8 @@
-"""Shared fixtures: every test writes run outputs under its own tmp folder, never the repo's data/."""
+"""Shared fixtures: every test writes run outputs under its own tmp folder, never the repo's data/; helpers that
+build an env and an agent from a spec, roll them out and start a session; graph checks."""
 
 import base64
+import copy
 import json
 import os
 from collections.abc import Callable
@@ -25,6 +27,71 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SLM_DATA_DIR", str(out))
     monkeypatch.chdir(tmp_path)
     return out
+
+
+def _build_env_agent(
+    spec: dict[str, Any],
+    mode: str = "train",
+    seed: int = 0,
+    *,
+    validate: bool = False,
+    seed_numpy: bool = False,
+) -> tuple[Any, Any]:
+    """The env and the agent of ``spec`` on the CPU. ``validate`` first checks the spec as the loader does; torch's
+    global RNG (and numpy's with ``seed_numpy``) is then seeded with ``seed``, so that the nets start the same."""
+    import torch
+
+    from slm_lab.agent import build_agent
+    from slm_lab.env import make_env
+    from slm_lab.spec.loader import validate_spec
+
+    if validate:
+        validate_spec(spec)
+    torch.manual_seed(seed)
+    if seed_numpy:
+        np.random.seed(seed)
+    env = make_env(spec)
+    return env, build_agent(spec, env, mode, torch.device("cpu"))
+
+
+def _rollout(env: Any, agent: Any, vector_steps: int, seed: int = 0) -> None:
+    """The session's loop without its checkpoints: reset with ``seed``, then act, step and update the agent for
+    ``vector_steps`` vector steps (the agent trains whenever its memory is ready)."""
+    state = env.reset(seed=seed)
+    for _ in range(vector_steps):
+        action = agent.act(state)
+        step = env.step(action)
+        agent.update(state, action, step)
+        state = step.obs
+
+
+def _start_session(spec: dict[str, Any], mode: str = "train") -> Any:
+    """A Session of ``spec`` as a trial starts its first one: ``spec`` is ticked for a trial and a session in place,
+    so that it holds the prepaths the run writes to, and the session gets its own copy of it."""
+    from slm_lab.experiment.control import Session
+    from slm_lab.spec.loader import tick
+
+    tick(spec, "trial")
+    tick(spec, "session")
+    return Session(copy.deepcopy(spec), mode)
+
+
+@pytest.fixture
+def build_env_agent() -> Callable[..., tuple[Any, Any]]:
+    """``build_env_agent(spec, mode="train", seed=0, *, validate=False, seed_numpy=False) -> (env, agent)``."""
+    return _build_env_agent
+
+
+@pytest.fixture
+def rollout() -> Callable[..., None]:
+    """``rollout(env, agent, vector_steps, seed=0)``: act, step and update for that many vector steps."""
+    return _rollout
+
+
+@pytest.fixture
+def start_session() -> Callable[..., Any]:
+    """``start_session(spec, mode="train") -> Session``, with ``spec`` ticked for a trial and a session."""
+    return _start_session
 
 
 class _GraphHTMLParser(HTMLParser):

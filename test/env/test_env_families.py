@@ -274,56 +274,58 @@ def test_render_failure_disables_the_viewer_with_a_warning():
 # ------------------------------------------------------------------ each family runs its benchmark spec
 
 
-def run_spec_session(spec_file: str, spec_name: str, sets: list[str], env_kw: dict, algo_kw: dict):
-    from slm_lab.experiment.control import Session
-    from slm_lab.spec.loader import get_spec, override_spec, tick
+def benchmark_spec(spec_file: str, spec_name: str, sets: list[str], env_kw: dict, algo_kw: dict) -> dict:
+    """A shipped benchmark spec in train mode, shortened by ``env_kw`` and ``algo_kw``: one CPU session, seed 0."""
+    from slm_lab.spec.loader import get_spec, override_spec
 
     spec = override_spec(get_spec(spec_file, spec_name, sets), "train")
     spec["env"].update(env_kw)
     spec["agent"]["algorithm"].update(algo_kw)
     spec["agent"]["net"]["gpu"] = False
     spec["meta"].update({"max_session": 1, "log_frequency": 500, "random_seed": 0})
-    tick(spec, "trial")
-    tick(spec, "session")
-    session = Session(spec, "train")
-    session.run()
-    return session
+    return spec
 
 
-def test_ppo_mujoco_spec_trains_on_halfcheetah(data_dir):
-    session = run_spec_session(
+def test_ppo_mujoco_spec_trains_on_halfcheetah(data_dir, start_session):
+    spec = benchmark_spec(
         "benchmark/ppo/ppo_mujoco.json",
         "ppo_mujoco",
         ["env=HalfCheetah-v5", "max_frame=2000"],
         {"num_envs": 2, "max_t": 100},
         {"time_horizon": 250, "minibatch_size": 250, "training_epoch": 1},
     )
+    session = start_session(spec, "train")
+    session.run()
     assert session.env.clock.frame == 2000 and session.env.clock.opt_step > 0
     assert len(session.env.returns) == 20  # 2 copies × 1000 frames / max_t 100
     assert "obs_norm" in session.env.state_dict() and "reward_norm" in session.env.state_dict()
 
 
-def test_ppo_atari_spec_trains_on_pong_with_uint8_storage(data_dir):
-    session = run_spec_session(
+def test_ppo_atari_spec_trains_on_pong_with_uint8_storage(data_dir, start_session):
+    spec = benchmark_spec(
         "benchmark/ppo/ppo_atari.json",
         "ppo_atari",
         ["env=ALE/Pong-v5"],
         {"num_envs": 4, "max_frame": 2400},
         {"time_horizon": 150, "minibatch_size": 300, "training_epoch": 1},
     )
+    session = start_session(spec, "train")
+    session.run()
     # 4 rollouts of 150 × 4 frames, each 1 epoch of 2 minibatches on a shared net
     assert session.env.clock.frame == 2400 and session.env.clock.opt_step == 8
     stored = [v for v in vars(session.agent.memory).values() if isinstance(v, np.ndarray) and v.ndim >= 3]
     assert stored and all(v.dtype == np.uint8 for v in stored)
 
 
-def test_ppo_lunar_spec_trains_on_lunarlander(data_dir):
-    session = run_spec_session(
+def test_ppo_lunar_spec_trains_on_lunarlander(data_dir, start_session):
+    spec = benchmark_spec(
         "benchmark/ppo/ppo_lunar.json",
         "ppo_lunar",
         [],
         {"num_envs": 4, "max_frame": 2000},
         {"time_horizon": 125},
     )
+    session = start_session(spec, "train")
+    session.run()
     assert session.env.clock.frame == 2000 and session.env.clock.opt_step > 0
     assert len(session.env.returns) > 0 and all(np.isfinite(session.env.returns))

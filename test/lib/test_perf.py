@@ -271,20 +271,18 @@ def test_a_pinned_thread_count_is_not_tuned(monkeypatch: pytest.MonkeyPatch) -> 
     assert budget.tuner is None
 
 
-def _tiny_session(max_frame: int):
-    from slm_lab.experiment.control import Session
-    from slm_lab.spec.loader import get_spec, override_spec, tick
+def _tiny_spec(max_frame: int) -> dict:
+    """The tiny PPO CartPole spec in train mode, one session."""
+    from slm_lab.spec.loader import get_spec, override_spec
 
     fixture = Path(__file__).parents[1] / "fixtures" / "ppo_cartpole_tiny.json"
     spec = override_spec(get_spec(str(fixture), "ppo_cartpole_tiny", [f"max_frame={max_frame}"]), "train")
     spec["meta"]["max_session"] = 1
-    tick(spec, "trial")
-    tick(spec, "session")
-    return Session(spec, "train")
+    return spec
 
 
 def test_the_thread_count_does_not_change_a_seeded_session(
-    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path, start_session
 ) -> None:
     """What lets the tuner switch counts mid-run without costing reproducibility: the same seeded session on one
     thread and on two writes the same CSV (apart from the clock columns)."""
@@ -294,7 +292,7 @@ def test_the_thread_count_does_not_change_a_seeded_session(
     dfs = []
     for threads in ("1", "2"):
         monkeypatch.setenv("SLM_THREADS", threads)
-        session = _tiny_session(1024)
+        session = start_session(_tiny_spec(1024), "train")
         session.run()
         assert torch.get_num_threads() == int(threads)
         csv = Path(f"{session.spec['meta']['info_prepath']}_session_df_train.csv")
@@ -302,14 +300,17 @@ def test_the_thread_count_does_not_change_a_seeded_session(
     pd.testing.assert_frame_equal(dfs[0], dfs[1], check_exact=True)
 
 
-def test_a_training_session_tunes_its_threads(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+def test_a_training_session_tunes_its_threads(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path, start_session
+) -> None:
     """A real PPO session on a pretend 4-core machine, with windows short enough for its few updates: it times
     each candidate count and ends on the fastest (which one depends on this machine)."""
     monkeypatch.setenv("PY_ENV", "test")
     monkeypatch.setattr(perf, "machine_cores", lambda: 4)
     monkeypatch.setattr(perf, "REFRESH_INTERVAL", 0.0)
     monkeypatch.setattr(perf, "TUNE_SECONDS", 0.0)
-    session = _tiny_session(2048)  # 16 updates of 128 frames: a warm-up window and two per candidate
+    # 16 updates of 128 frames: a warm-up window and two per candidate
+    session = start_session(_tiny_spec(2048), "train")
     budget = session.threads
     session.run()
     assert session.agent.train_seconds > 0

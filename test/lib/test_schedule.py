@@ -65,8 +65,11 @@ def test_increasing_linear_schedule_ramps():
 def test_rate_decay_values():
     spec = {"name": "rate_decay", "start_val": 1.0, "end_val": 0.1, "start_step": 0, "end_step": 2000}
     got = values_at(spec, [0, 100, 1000, 1900, 1999, 2000, 3000])
-    expected = [1.0, 0.9, 0.9**10, 0.9**19, max(0.9**19.99, 0.1), 0.1, 0.1]
+    # 0.9 per 100 frames; at frame 1999 the value (0.9**19.99 ≈ 0.122) is still above end_val, from 2000 on it is
+    # end_val
+    expected = [1.0, 0.9, 0.9**10, 0.9**19, 0.9**19.99, 0.1, 0.1]
     assert got == pytest.approx(expected)
+    assert values_at({**spec, "end_val": 0.5}, [1000])[0] == 0.5  # 0.9**10 ≈ 0.35 is floored at end_val
     zero = {**spec, "end_val": 0.0}
     assert values_at(zero, [2000])[0] == 0.0
 

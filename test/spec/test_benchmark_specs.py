@@ -1,14 +1,12 @@
 """Every shipped spec validates and runs a few frames in test mode (the reference's smoke tests)."""
 
-import copy
 import math
 from pathlib import Path
 
 import pytest
 
-from slm_lab.experiment.control import Session
 from slm_lab.spec.library import shipped_specs, template_sets
-from slm_lab.spec.loader import get_spec, override_spec, tick
+from slm_lab.spec.loader import get_spec, override_spec
 
 SPECS = shipped_specs()
 
@@ -34,14 +32,12 @@ def test_the_mujoco_templates_substitute_env_and_max_frame() -> None:
 
 @pytest.mark.parametrize(("spec_file", "spec_name"), SPECS, ids=[f"{f}:{n}" for f, n in SPECS])
 def test_spec_runs_in_test_mode(
-    spec_file: str, spec_name: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    spec_file: str, spec_name: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch, start_session
 ) -> None:
     monkeypatch.setenv("PY_ENV", "test")
     spec = override_spec(get_spec(spec_file, spec_name, template_sets(spec_file)), "test")
     spec["meta"]["random_seed"] = 0
-    tick(spec, "trial")
-    tick(spec, "session")
-    session = Session(copy.deepcopy(spec), "test")
+    session = start_session(spec, "test")
     metrics = session.run()
     assert session.env.clock.frame >= 40
     assert set(metrics) == {"scalar", "local"}

@@ -29,7 +29,7 @@ CASES = {
     "quniform": ([0.0, 1.0, 0.25], sample.Float, lambda v: 0 <= v <= 1 and (v / 0.25) == round(v / 0.25)),
     "loguniform": ([1e-4, 1e-2], sample.Float, lambda v: 1e-4 <= v <= 1e-2),
     "qloguniform": ([1e-4, 1e-1, 5e-5], sample.Float, lambda v: 1e-4 - 1e-12 <= v <= 1e-1 + 1e-12),
-    "randn": ([0.0, 1.0], sample.Float, lambda v: isinstance(v, float)),
+    "randn": ([100.0, 2.0], sample.Float, lambda v: 88.0 < v < 112.0),  # mean 100, sd 2: within 6 sd
     "qrandn": ([0.0, 10.0, 0.5], sample.Float, lambda v: (v / 0.5) == round(v / 0.5)),
     "randint": ([2, 5], sample.Integer, lambda v: v in (2, 3, 4)),  # hi exclusive
     "qrandint": ([16, 128, 16], sample.Integer, lambda v: 16 <= v <= 128 and v % 16 == 0),
@@ -212,7 +212,7 @@ def test_the_asha_options_are_ray_s_own() -> None:
     kwargs = asha_kwargs({"max_t": 1000, "grace_period": 100}, max_frame=5000)
     assert kwargs == {"time_attr": "frame", "metric": "total_reward_ma", "mode": "max", "max_t": 1000,
                       "grace_period": 100}  # fmt: skip
-    AsyncHyperBandScheduler(**kwargs)  # Ray takes them
+    assert AsyncHyperBandScheduler(**kwargs).metric == "total_reward_ma"  # Ray takes them
 
 
 def test_a_bad_search_block_fails_at_load(tmp_path) -> None:

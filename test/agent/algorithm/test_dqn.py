@@ -8,21 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from slm_lab.agent import build_agent
-from slm_lab.env import make_env
 from slm_lab.errors import SpecError
 from slm_lab.lib.math_util import calc_q_targets
 from slm_lab.lib.schedule import build_lr_scheduler
 from slm_lab.spec.loader import get_spec, override_spec
 
 DQN_FILE = "slm_lab/spec/benchmark/dqn/dqn_cartpole.json"
-
-
-def build(spec: dict[str, Any]):
-    torch.manual_seed(0)
-    np.random.seed(0)
-    env = make_env(spec)
-    return env, build_agent(spec, env, "train", torch.device("cpu"))
 
 
 def dqn_spec(spec_name: str = "dqn_cartpole", **algorithm: Any) -> dict[str, Any]:
@@ -55,7 +46,7 @@ class TableQ(nn.Module):
         return self.table
 
 
-def test_three_dqn_targets_differ_on_a_crafted_batch() -> None:
+def test_three_dqn_targets_differ_on_a_crafted_batch(build_env_agent) -> None:
     """D1: VanillaDQN max_a Q_net; DQN max_a Q_target; DoubleDQN Q_target(argmax_a Q_net)."""
     online = TableQ(torch.tensor([[1.0, 3.0], [2.0, 0.0]]))
     target = TableQ(torch.tensor([[5.0, 4.0], [0.0, 7.0]]))
@@ -66,7 +57,7 @@ def test_three_dqn_targets_differ_on_a_crafted_batch() -> None:
         if name == "VanillaDQN":
             for key in ("update_type", "update_frequency"):
                 spec["agent"]["net"].pop(key)
-        env, agent = build(spec)
+        env, agent = build_env_agent(spec, seed_numpy=True)
         algo = agent.algorithm
         algo.net, algo.target_net = online, target
         xs[name] = algo.calc_next_q(next_states)
@@ -78,8 +69,8 @@ def test_three_dqn_targets_differ_on_a_crafted_batch() -> None:
     assert y.tolist() == [3.0, 1.0]  # a terminated transition does not bootstrap
 
 
-def test_target_net_starts_as_a_copy_and_follows_replace_and_polyak() -> None:
-    env, agent = build(dqn_spec())
+def test_target_net_starts_as_a_copy_and_follows_replace_and_polyak(build_env_agent) -> None:
+    env, agent = build_env_agent(dqn_spec(), seed_numpy=True)
     algo = agent.algorithm
     for p, q in zip(algo.net.parameters(), algo.target_net.parameters(), strict=True):
         assert torch.equal(p, q) and p.data_ptr() != q.data_ptr() and not q.requires_grad
@@ -97,7 +88,7 @@ def test_target_net_starts_as_a_copy_and_follows_replace_and_polyak() -> None:
     env.close()
     spec = dqn_spec()
     spec["agent"]["net"].update(update_type="polyak", polyak_coef=0.25)
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
     before = next(algo.target_net.parameters()).clone()
     with torch.no_grad():
@@ -107,29 +98,20 @@ def test_target_net_starts_as_a_copy_and_follows_replace_and_polyak() -> None:
     env.close()
 
 
-def run_steps(env, agent, vector_steps: int) -> None:
-    state = env.reset(seed=0)
-    for _ in range(vector_steps):
-        action = agent.act(state)
-        step = env.step(action)
-        agent.update(state, action, step)
-        state = step.obs
-
-
 @pytest.mark.parametrize(("name", "memory"), [("DQN", "Replay"), ("DoubleDQN", "PrioritizedReplay")])
-def test_training_iterations_and_priorities(name: str, memory: str) -> None:
+def test_training_iterations_and_priorities(name: str, memory: str, build_env_agent, rollout) -> None:
     spec = dqn_spec("ddqn_per_cartpole" if memory == "PrioritizedReplay" else "dqn_cartpole",
                     name=name, training_iter=3, training_batch_iter=2, training_start_step=64)  # fmt: skip
-    env, agent = build(spec)
-    run_steps(env, agent, 16)  # 64 transitions: nothing trains until more than training_start_step are stored
+    env, agent = build_env_agent(spec, seed_numpy=True)
+    rollout(env, agent, 16)  # 64 transitions: nothing trains until more than training_start_step are stored
     assert env.clock.opt_step == 0
-    run_steps_from = env.clock.frame
+    rollout_end = env.clock.frame
     total_before = agent.memory.sampler.tree.total if memory == "PrioritizedReplay" else None
     state = env.reset()
     action = agent.act(state)
     step = env.step(action)
     agent.update(state, action, step)
-    assert env.clock.frame == run_steps_from + 4
+    assert env.clock.frame == rollout_end + 4
     assert env.clock.opt_step == 3 * 2 and np.isfinite(agent.loss)
     if memory == "PrioritizedReplay":  # new transitions got priority 1; trained ones now (|δ| + ε)^α
         assert agent.memory.updates_priorities
@@ -146,20 +128,20 @@ def test_vanilla_dqn_rejects_target_update_keys() -> None:
         validate_spec(spec)
 
 
-def test_value_based_rejects_continuous_actions() -> None:
+def test_value_based_rejects_continuous_actions(build_env_agent) -> None:
     spec = dqn_spec()
     spec["env"]["name"] = "Pendulum-v1"
     with pytest.raises(SpecError, match="discrete action space"):
-        build(spec)
+        build_env_agent(spec, seed_numpy=True)
 
 
-def test_sarsa_bootstraps_from_the_next_action_actually_taken(data_dir: Path) -> None:
+def test_sarsa_bootstraps_from_the_next_action_actually_taken(data_dir: Path, build_env_agent) -> None:
     """D19: Q(s′, a′) uses the action taken at the next step, including across rollouts (held-back step)."""
     spec = override_spec(get_spec("slm_lab/spec/benchmark/sarsa/sarsa_cartpole.json",
                                   "sarsa_epsilon_greedy_cartpole"), "train")  # fmt: skip
     spec["agent"]["algorithm"].update(training_frequency=2, gamma=0.5)
     spec["agent"]["net"].update(loss_spec={"name": "MSELoss"}, optim_spec={"name": "SGD", "lr": 0.0})
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
     algo.net = FixedQ()
     algo.pairs[0].net = algo.net

@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from slm_lab.agent import build_agent
 from slm_lab.agent.algorithm import ALGORITHMS
 from slm_lab.agent.memory import MEMORIES
 from slm_lab.agent.net import NETS
-from slm_lab.env import make_env
-from slm_lab.spec.loader import get_spec, validate_spec
+from slm_lab.spec.loader import get_spec
 from slm_lab.spec.schema import ALGORITHM_SPECS, MEMORY_SPECS, NET_SPECS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -26,22 +24,6 @@ def base_spec() -> dict[str, Any]:
     return spec
 
 
-def build(spec: dict[str, Any], mode: str = "train"):
-    validate_spec(spec)
-    torch.manual_seed(0)
-    env = make_env(spec)
-    return env, build_agent(spec, env, mode, torch.device("cpu"))
-
-
-def rollout(env, agent, vector_steps: int) -> None:
-    state = env.reset(seed=0)
-    for _ in range(vector_steps):
-        action = agent.act(state)
-        step = env.step(action)
-        agent.update(state, action, step)
-        state = step.obs
-
-
 def test_registries_and_schema_tables_name_the_same_classes() -> None:
     assert set(ALGORITHMS) == set(ALGORITHM_SPECS)
     assert set(MEMORIES) == set(MEMORY_SPECS)
@@ -49,11 +31,11 @@ def test_registries_and_schema_tables_name_the_same_classes() -> None:
 
 
 @pytest.mark.parametrize("clip_vloss", [False, True])
-def test_value_loss_forms(clip_vloss: bool) -> None:
+def test_value_loss_forms(clip_vloss: bool, build_env_agent) -> None:
     spec = base_spec()
     spec["agent"]["algorithm"]["clip_vloss"] = clip_vloss
     spec["agent"]["algorithm"]["val_loss_coef"] = 2.0
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     algo = agent.algorithm
     v, v_t, v_old = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([0.5, 0.0])
     loss = algo.calc_value_loss(v, v_t, v_old, clip_eps=0.2)
@@ -67,14 +49,14 @@ def test_value_loss_forms(clip_vloss: bool) -> None:
 
 
 @pytest.mark.parametrize("value", [True, False])
-def test_clip_val_loss_alias_toggles_value_clipping(tmp_path: Path, value: bool) -> None:
+def test_clip_val_loss_alias_toggles_value_clipping(tmp_path: Path, value: bool, build_env_agent) -> None:
     """D9: the reference's ``clip_val_loss`` spelling reaches the algorithm as ``clip_vloss``."""
     raw = json.loads((FIXTURES / "ppo_cartpole_tiny.json").read_text())
     raw["ppo_cartpole_tiny"]["agent"]["algorithm"]["clip_val_loss"] = value
     path = tmp_path / "alias.json"
     path.write_text(json.dumps(raw))
     spec = get_spec(str(path), "ppo_cartpole_tiny", ["max_frame=1000"])
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     assert agent.algorithm.clip_vloss is value
     v, v_t, v_old = torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.5])
     expected = 0.5 * 0.5 * 1.0 if value else 0.5 * 1.0  # val_loss_coef 0.5
@@ -82,9 +64,9 @@ def test_clip_val_loss_alias_toggles_value_clipping(tmp_path: Path, value: bool)
     env.close()
 
 
-def test_separate_nets_two_opt_steps_per_minibatch_and_gradient_isolation() -> None:
+def test_separate_nets_two_opt_steps_per_minibatch_and_gradient_isolation(build_env_agent, rollout) -> None:
     spec = base_spec()
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     algo = agent.algorithm
     assert set(algo.nets) == {"net", "critic_net"} and set(algo.optims) == {"net", "critic_net"}
     rollout(env, agent, 64)  # one full rollout of time_horizon 64 vector steps × 2 envs
@@ -107,11 +89,11 @@ def test_separate_nets_two_opt_steps_per_minibatch_and_gradient_isolation() -> N
     env.close()
 
 
-def test_shared_net_has_policy_and_value_tails_and_one_step_per_minibatch() -> None:
+def test_shared_net_has_policy_and_value_tails_and_one_step_per_minibatch(build_env_agent, rollout) -> None:
     spec = base_spec()
     net = spec["agent"]["net"]
     net.update(shared=True, optim_spec={"name": "Adam", "lr": 1e-3})
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     algo = agent.algorithm
     assert set(algo.nets) == {"net"}
     outs = algo.net(torch.randn(3, 4))
@@ -121,10 +103,10 @@ def test_shared_net_has_policy_and_value_tails_and_one_step_per_minibatch() -> N
     env.close()
 
 
-def test_actor_and_critic_init_std_set_output_layer_gains() -> None:
+def test_actor_and_critic_init_std_set_output_layer_gains(build_env_agent) -> None:
     spec = base_spec()
     spec["agent"]["net"].update(actor_init_std=0.01, critic_init_std=1.0)
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     w = agent.algorithm.net.tails[0].weight  # (2, 32) orthogonal rows scaled by 0.01
     assert torch.allclose(w @ w.T, 0.01**2 * torch.eye(2), atol=1e-7)
     wc = agent.algorithm.critic_net.tails[0].weight
@@ -133,11 +115,11 @@ def test_actor_and_critic_init_std_set_output_layer_gains() -> None:
 
 
 @pytest.mark.parametrize("log_std_init", [None, -0.5])
-def test_continuous_ppo_on_pendulum(log_std_init: float | None) -> None:
+def test_continuous_ppo_on_pendulum(log_std_init: float | None, build_env_agent, rollout) -> None:
     spec = base_spec()
     spec["env"]["name"] = "Pendulum-v1"
     spec["agent"]["net"]["log_std_init"] = log_std_init
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     state = env.reset(seed=0)
     action = agent.act(state)
     assert action.shape == (2, 1) and action.dtype == np.float32
@@ -147,24 +129,27 @@ def test_continuous_ppo_on_pendulum(log_std_init: float | None) -> None:
     env.close()
 
 
-def test_normalizers_train_and_save_state() -> None:
+def test_normalizers_train_and_save_state(build_env_agent, rollout) -> None:
     spec = base_spec()
     spec["agent"]["algorithm"].update(normalize_v_targets=True, normalize_advantages="percentile")
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     rollout(env, agent, 64)
     state = agent.algorithm.state_dict()
     assert set(state["normalizers"]) == {"return_normalizer", "adv_normalizer"}
-    env2, agent2 = build(base_spec() | {"agent": spec["agent"]})
+    env2, agent2 = build_env_agent(base_spec() | {"agent": spec["agent"]}, validate=True)
+    trained, fresh = agent.algorithm.normalizers(), agent2.algorithm.normalizers()
+    # the rollout moved both away from their start, so that the round trip below has something to carry
+    assert all(fresh[name].state_dict() != trained[name].state_dict() for name in trained)
     agent2.algorithm.load_state_dict(state)
-    assert agent2.algorithm.return_normalizer.state_dict() == agent.algorithm.return_normalizer.state_dict()
+    assert all(fresh[name].state_dict() == trained[name].state_dict() for name in trained)
     env.close()
     env2.close()
 
 
-def test_entropy_coef_absent_means_zero_but_entropy_is_logged() -> None:
+def test_entropy_coef_absent_means_zero_but_entropy_is_logged(build_env_agent, rollout) -> None:
     spec = base_spec()
     del spec["agent"]["algorithm"]["entropy_coef_spec"]
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     rollout(env, agent, 64)
     extras = agent.algorithm.df_extras()
     assert "entropy_coef" not in extras and np.isfinite(extras["entropy"])
@@ -174,14 +159,16 @@ def test_entropy_coef_absent_means_zero_but_entropy_is_logged() -> None:
 @pytest.mark.parametrize(
     ("pdtype", "env_name"), [("Beta", "Pendulum-v1"), ("MultivariateNormal", "LunarLander-v3")]
 )
-def test_continuous_distributions_act_in_the_normalised_range(pdtype: str, env_name: str) -> None:
+def test_continuous_distributions_act_in_the_normalised_range(
+    pdtype: str, env_name: str, build_env_agent, rollout
+) -> None:
     """Beta samples x ∈ (0, 1) act as 2x − 1 and are scored back at x; MultivariateNormal for multi-dim actions."""
     spec = base_spec()
     spec["env"]["name"] = env_name
     if env_name.startswith("LunarLander"):
         spec["env"]["continuous"] = True
     spec["agent"]["algorithm"]["action_pdtype"] = pdtype
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, validate=True)
     algo = agent.algorithm
     state = env.reset(seed=0)
     actions = np.concatenate([agent.act(state) for _ in range(50)])
@@ -200,8 +187,8 @@ def test_continuous_distributions_act_in_the_normalised_range(pdtype: str, env_n
     env.close()
 
 
-def test_ppo_reports_its_declared_diagnostics_as_columns() -> None:
-    env, agent = build(base_spec())
+def test_ppo_reports_its_declared_diagnostics_as_columns(build_env_agent, rollout) -> None:
+    env, agent = build_env_agent(base_spec(), validate=True)
     algo = agent.algorithm
     before = algo.df_extras()
     assert list(before) == [*algo.var_schedulers, *algo.diagnostics]
@@ -214,10 +201,10 @@ def test_ppo_reports_its_declared_diagnostics_as_columns() -> None:
     env.close()
 
 
-def test_calc_loss_names_its_terms_and_measures_the_ratio() -> None:
+def test_calc_loss_names_its_terms_and_measures_the_ratio(build_env_agent) -> None:
     """With π_old = π every ratio is 1: no KL and nothing clipped; with π_old making half the ratios 1.5 (ε = 0.2),
     half are clipped and approx_kl is the mean of (r − 1) − log r."""
-    env, agent = build(base_spec())
+    env, agent = build_env_agent(base_spec(), validate=True)
     algo = agent.algorithm
     states = torch.as_tensor(env.reset(seed=0), dtype=torch.float32).repeat(2, 1)  # 4 rows
     actions = torch.zeros(4, dtype=torch.long)

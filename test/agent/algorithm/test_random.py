@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slm_lab.experiment.control import Session
-from slm_lab.spec.loader import get_spec, override_spec, tick
+from slm_lab.spec.loader import get_spec, override_spec
 
 
 def random_spec(tmp_path: Path, env: str, max_frame: int = 400) -> dict:
@@ -28,17 +27,14 @@ def random_spec(tmp_path: Path, env: str, max_frame: int = 400) -> dict:
     }  # fmt: skip
     path = tmp_path / "random.json"
     path.write_text(json.dumps(spec))
-    spec = override_spec(get_spec(str(path), "random_baseline"), "train")
-    tick(spec, "trial")
-    tick(spec, "session")
-    return spec
+    return override_spec(get_spec(str(path), "random_baseline"), "train")
 
 
 @pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
 def test_a_random_session_acts_in_the_action_space_and_never_trains(
-    data_dir: Path, tmp_path: Path, env: str
+    data_dir: Path, tmp_path: Path, env: str, start_session
 ) -> None:
-    session = Session(random_spec(tmp_path, env), "train")
+    session = start_session(random_spec(tmp_path, env), "train")
     actions = [session.agent.act(None) for _ in range(50)]
     space = session.env.action_space
     assert all(
@@ -57,10 +53,10 @@ def test_a_random_session_acts_in_the_action_space_and_never_trains(
     assert session.agent.algorithm.nets == {}
 
 
-def test_a_seeded_random_session_repeats_itself(data_dir: Path, tmp_path: Path) -> None:
+def test_a_seeded_random_session_repeats_itself(data_dir: Path, tmp_path: Path, start_session) -> None:
     dfs = []
     for _ in range(2):
-        session = Session(random_spec(tmp_path, "CartPole-v1"), "train")
+        session = start_session(random_spec(tmp_path, "CartPole-v1"), "train")
         session.run()
         csv = Path(f"{session.spec['meta']['info_prepath']}_session_df_train.csv")
         dfs.append(pd.read_csv(csv).drop(columns=["wall_t", "fps"]))

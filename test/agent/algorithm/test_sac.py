@@ -18,7 +18,7 @@ from slm_lab.agent.memory.base import ReplayBatch
 from slm_lab.env import make_env
 from slm_lab.errors import SpecError
 from slm_lab.experiment.control import Session
-from slm_lab.spec.loader import get_spec, override_spec, tick
+from slm_lab.spec.loader import get_spec, override_spec
 
 SAC_PENDULUM = ("slm_lab/spec/benchmark/sac/sac_pendulum.json", "sac_pendulum")
 SAC_CARTPOLE = ("slm_lab/spec/benchmark/sac/sac_cartpole.json", "sac_cartpole")
@@ -37,14 +37,6 @@ def small_spec(spec_file_name: tuple[str, str], **algorithm: Any) -> dict[str, A
     spec["env"]["num_envs"] = 2
     spec["meta"]["random_seed"] = 0
     return spec
-
-
-def build(spec: dict[str, Any], mode: str = "train"):
-    torch.manual_seed(0)
-    np.random.seed(0)
-    env = make_env(spec)
-    agent = build_agent(spec, env, mode, torch.device("cpu"))
-    return env, agent
 
 
 def fill(env: Any, agent: Any, vector_steps: int) -> np.ndarray:
@@ -151,9 +143,9 @@ def test_squashed_sample_is_reparameterised() -> None:
 # targets on crafted batches -------------------------------------------------------------------------------------
 
 
-def test_discrete_sac_target_is_the_exact_expectation_over_actions() -> None:
+def test_discrete_sac_target_is_the_exact_expectation_over_actions(build_env_agent) -> None:
     """y = r + γ(1 − term)·Σ_a π(a|s')[(Q1ᵗ + Q2ᵗ)/2 − α log π(a|s')], with the twin average, not the min."""
-    env, agent = build(small_spec(SAC_CARTPOLE))
+    env, agent = build_env_agent(small_spec(SAC_CARTPOLE), seed_numpy=True)
     algo = agent.algorithm
     logits = torch.tensor([[0.0, math.log(3.0)], [1.0, 1.0]])  # π = [0.25, 0.75] and [0.5, 0.5]
     algo.net = Const(logits)
@@ -169,8 +161,8 @@ def test_discrete_sac_target_is_the_exact_expectation_over_actions() -> None:
     env.close()
 
 
-def test_continuous_sac_target_uses_the_min_of_the_target_critics_minus_alpha_log_pi() -> None:
-    env, agent = build(small_spec(SAC_PENDULUM))
+def test_continuous_sac_target_uses_the_min_of_the_target_critics_minus_alpha_log_pi(build_env_agent) -> None:
+    env, agent = build_env_agent(small_spec(SAC_PENDULUM), seed_numpy=True)
     algo = agent.algorithm
     next_action, next_log_pi = torch.tensor([[0.5], [-0.5]]), torch.tensor([-1.0, 2.0])
     algo.policy = lambda states: (next_action, next_log_pi)  # type: ignore[method-assign]
@@ -186,10 +178,10 @@ def test_continuous_sac_target_uses_the_min_of_the_target_critics_minus_alpha_lo
     env.close()
 
 
-def test_crossq_runs_each_critic_once_on_the_joint_batch_in_train_mode() -> None:
+def test_crossq_runs_each_critic_once_on_the_joint_batch_in_train_mode(build_env_agent) -> None:
     """CrossQ: one forward per critic over [[s ‖ a]; [s' ‖ a']] (2B rows) in train mode, targets from the detached
     next half; the actor and α updates see the critics in eval mode; there are no target nets."""
-    env, agent = build(small_spec(CROSSQ_PENDULUM, policy_delay=1))
+    env, agent = build_env_agent(small_spec(CROSSQ_PENDULUM, policy_delay=1), seed_numpy=True)
     algo = agent.algorithm
     assert algo.target_q1_net is None and "target_q1_net" not in algo.nets
     assert any(type(m).__name__ == "BatchRenorm1d" for m in algo.q1_net.modules())
@@ -206,10 +198,10 @@ def test_crossq_runs_each_critic_once_on_the_joint_batch_in_train_mode() -> None
     env.close()
 
 
-def test_crossq_critics_come_from_agent_critic_net() -> None:
+def test_crossq_critics_come_from_agent_critic_net(build_env_agent) -> None:
     spec = small_spec(CROSSQ_CARTPOLE)
     spec["agent"]["critic_net"]["hid_layers"] = [24]
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     linears = [m for m in agent.algorithm.q1_net.modules() if isinstance(m, nn.Linear)]
     assert [m.out_features for m in linears] == [24, 2]  # hidden 24, one Q per action
     actor_linears = [m for m in agent.algorithm.net.modules() if isinstance(m, nn.Linear)]
@@ -220,12 +212,12 @@ def test_crossq_critics_come_from_agent_critic_net() -> None:
 # α, target entropy, policy delay ----------------------------------------------------------------------------------
 
 
-def test_target_entropy_rules() -> None:
-    env, agent = build(small_spec(SAC_PENDULUM))
+def test_target_entropy_rules(build_env_agent) -> None:
+    env, agent = build_env_agent(small_spec(SAC_PENDULUM), seed_numpy=True)
     assert agent.algorithm.target_entropy == -1.0  # −dim(A)
     env.close()
     spec = small_spec(SAC_CARTPOLE, entropy_anneal={"start_ratio": 0.9, "end_ratio": 0.3, "frames": 1000})
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
     assert algo.target_entropy == pytest.approx(0.9 * math.log(2))
     algo.clock.frame = 500
@@ -233,17 +225,19 @@ def test_target_entropy_rules() -> None:
     algo.clock.frame = 5000
     assert algo.target_entropy == pytest.approx(0.3 * math.log(2))
     env.close()
-    env, agent = build(small_spec(SAC_CARTPOLE))
+    env, agent = build_env_agent(small_spec(SAC_CARTPOLE), seed_numpy=True)
     assert agent.algorithm.target_entropy == pytest.approx(0.6 * math.log(2))  # the default ratio
     env.close()
-    env, agent = build(small_spec(SAC_CARTPOLE, target_entropy=0.1))
+    env, agent = build_env_agent(small_spec(SAC_CARTPOLE, target_entropy=0.1), seed_numpy=True)
     assert agent.algorithm.target_entropy == 0.1
     env.close()
 
 
-def test_alpha_tuning_direction_and_clamp() -> None:
+def test_alpha_tuning_direction_and_clamp(build_env_agent) -> None:
     """α shrinks when the policy entropy is above the target, grows when below, and log α stays in its clamp."""
-    env, agent = build(small_spec(SAC_PENDULUM, alpha_lr=0.5, log_alpha_min=-0.3, log_alpha_max=0.2))
+    env, agent = build_env_agent(
+        small_spec(SAC_PENDULUM, alpha_lr=0.5, log_alpha_min=-0.3, log_alpha_max=0.2), seed_numpy=True
+    )
     algo = agent.algorithm
     algo.train_alpha(torch.tensor(5.0))  # H = 5 > H̄ = −1
     assert float(algo.log_alpha.detach()) < 0.0
@@ -256,8 +250,10 @@ def test_alpha_tuning_direction_and_clamp() -> None:
     env.close()
 
 
-def test_fixed_alpha_anneals_linearly_to_zero_and_is_not_tuned() -> None:
-    env, agent = build(small_spec(SAC_PENDULUM, fixed_alpha=0.2, alpha_anneal_frames=1000))
+def test_fixed_alpha_anneals_linearly_to_zero_and_is_not_tuned(build_env_agent) -> None:
+    env, agent = build_env_agent(
+        small_spec(SAC_PENDULUM, fixed_alpha=0.2, alpha_anneal_frames=1000), seed_numpy=True
+    )
     algo = agent.algorithm
     assert algo.alpha_optim is None
     assert float(algo.alpha) == pytest.approx(0.2)
@@ -268,8 +264,10 @@ def test_fixed_alpha_anneals_linearly_to_zero_and_is_not_tuned() -> None:
     env.close()
 
 
-def test_policy_delay_updates_actor_and_targets_every_n_critic_steps() -> None:
-    env, agent = build(small_spec(SAC_PENDULUM, policy_delay=3, training_start_step=0))
+def test_policy_delay_updates_actor_and_targets_every_n_critic_steps(build_env_agent) -> None:
+    env, agent = build_env_agent(
+        small_spec(SAC_PENDULUM, policy_delay=3, training_start_step=0), seed_numpy=True
+    )
     algo = agent.algorithm
     fill(env, agent, 20)
     target_before = [p.clone() for p in algo.target_q1_net.parameters()]
@@ -290,11 +288,11 @@ def test_policy_delay_updates_actor_and_targets_every_n_critic_steps() -> None:
     env.close()
 
 
-def test_training_iter_defaults_to_num_envs_and_warmup_acts_uniformly() -> None:
+def test_training_iter_defaults_to_num_envs_and_warmup_acts_uniformly(build_env_agent) -> None:
     spec = small_spec(SAC_PENDULUM)
     del spec["agent"]["algorithm"]["training_iter"]
     del spec["agent"]["algorithm"]["training_start_step"]
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
     assert algo.training_iter == 2
     assert algo.training_start_step == 1000  # max(1000, batch_size)
@@ -304,13 +302,13 @@ def test_training_iter_defaults_to_num_envs_and_warmup_acts_uniformly() -> None:
     env.close()
 
 
-def test_actions_are_squashed_into_the_unit_box_and_eval_mode_is_deterministic() -> None:
+def test_actions_are_squashed_into_the_unit_box_and_eval_mode_is_deterministic(build_env_agent) -> None:
     spec = small_spec(SAC_PENDULUM, training_start_step=0)
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     action = agent.algorithm.act(np.ones((2, 3), dtype=np.float32) * 5)
     assert action.shape == (2, 1) and np.all(np.abs(action) <= 1.0)
     env.close()
-    env, agent = build(spec, mode="enjoy")
+    env, agent = build_env_agent(spec, "enjoy", seed_numpy=True)
     state = np.ones((2, 3), dtype=np.float32)
     assert np.array_equal(agent.algorithm.act(state), agent.algorithm.act(state))
     env.close()
@@ -319,8 +317,8 @@ def test_actions_are_squashed_into_the_unit_box_and_eval_mode_is_deterministic()
 # PER, symlog, spectral norm, validation ---------------------------------------------------------------------------
 
 
-def test_critic_loss_is_importance_weighted_and_optionally_symlog_compressed() -> None:
-    env, agent = build(small_spec(SAC_PENDULUM))
+def test_critic_loss_is_importance_weighted_and_optionally_symlog_compressed(build_env_agent) -> None:
+    env, agent = build_env_agent(small_spec(SAC_PENDULUM), seed_numpy=True)
     algo = agent.algorithm
     q, y, w = torch.tensor([1.0, 3.0]), torch.tensor([2.0, -1.0]), torch.tensor([0.5, 1.0])
     assert float(algo.critic_loss(q, y, None)) == pytest.approx((1.0 + 16.0) / 2)
@@ -331,11 +329,11 @@ def test_critic_loss_is_importance_weighted_and_optionally_symlog_compressed() -
     env.close()
 
 
-def test_prioritized_replay_priorities_follow_the_min_critic_td_error() -> None:
+def test_prioritized_replay_priorities_follow_the_min_critic_td_error(build_env_agent) -> None:
     spec = small_spec(SAC_PENDULUM, training_start_step=0)
     spec["agent"]["memory"] = {"name": "PrioritizedReplay", "alpha": 1.0, "epsilon": 0.0, "batch_size": 16,
                                "max_size": 1000}  # fmt: skip
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
     fill(env, agent, 20)
     batch = agent.memory.sample()
@@ -352,8 +350,8 @@ def test_prioritized_replay_priorities_follow_the_min_critic_td_error() -> None:
     env.close()
 
 
-def test_spectral_norm_goes_on_each_critics_penultimate_linear() -> None:
-    env, agent = build(small_spec(SAC_PENDULUM, spectral_norm=True))
+def test_spectral_norm_goes_on_each_critics_penultimate_linear(build_env_agent) -> None:
+    env, agent = build_env_agent(small_spec(SAC_PENDULUM, spectral_norm=True), seed_numpy=True)
     algo = agent.algorithm
     for critic in (algo.q1_net, algo.q2_net, algo.target_q1_net):
         linears = [m for m in critic.modules() if isinstance(m, nn.Linear)]
@@ -383,12 +381,12 @@ def test_bad_action_settings_name_the_key(spec_name: tuple[str, str], algorithm:
     env.close()
 
 
-def test_discrete_sac_takes_the_reference_s_gumbel_softmax_as_its_categorical_policy() -> None:
+def test_discrete_sac_takes_the_reference_s_gumbel_softmax_as_its_categorical_policy(build_env_agent) -> None:
     """The reference's discrete SAC specs name GumbelSoftmax: the same policy and the same update as Categorical."""
     runs = []
     for pdtype in ("Categorical", "GumbelSoftmax"):
         spec = small_spec(SAC_CARTPOLE, action_pdtype=pdtype, training_start_step=0)
-        env, agent = build(spec)
+        env, agent = build_env_agent(spec, seed_numpy=True)
         fill(env, agent, 20)
         torch.manual_seed(1)
         loss = agent.algorithm.train_iteration(agent.memory.sample())
@@ -401,15 +399,15 @@ def test_discrete_sac_takes_the_reference_s_gumbel_softmax_as_its_categorical_po
 # state -----------------------------------------------------------------------------------------------------------
 
 
-def test_log_alpha_its_optimizer_and_counters_round_trip_through_the_state_dict() -> None:
+def test_log_alpha_its_optimizer_and_counters_round_trip_through_the_state_dict(build_env_agent) -> None:
     spec = small_spec(SAC_PENDULUM, training_start_step=0, policy_delay=2, entropy_penalty_coef=0.1)
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
     fill(env, agent, 20)
     for _ in range(4):
         algo.train_iteration(agent.memory.sample())
     state = agent.state_dict()
-    env2, agent2 = build(spec)
+    env2, agent2 = build_env_agent(spec, seed_numpy=True)
     agent2.load_state_dict(state)
     algo2 = agent2.algorithm
     assert torch.equal(algo2.log_alpha, algo.log_alpha) and float(algo.log_alpha.detach()) != 0.0
@@ -433,7 +431,7 @@ def test_log_alpha_its_optimizer_and_counters_round_trip_through_the_state_dict(
     ids=["SAC", "CrossQ"],
 )
 def test_learns_pendulum_within_12k_frames(
-    spec_file_name: tuple[str, str], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    spec_file_name: tuple[str, str], data_dir: Path, monkeypatch: pytest.MonkeyPatch, start_session
 ) -> None:
     """The shipped Pendulum spec (4 envs, one gradient step per frame, seed 0) reaches a mean return of at least −400
     within 12k frames: the mean over the last 8 episodes (the last two rounds of the 4 env copies), since the
@@ -442,9 +440,7 @@ def test_learns_pendulum_within_12k_frames(
     spec = override_spec(get_spec(*spec_file_name), "train")
     spec["env"]["max_frame"] = 12_000
     spec["meta"].update(max_session=1, random_seed=0, log_frequency=2000)
-    tick(spec, "trial")
-    tick(spec, "session")
-    session = Session(copy.deepcopy(spec), "train")
+    session = start_session(spec, "train")
     session.run()
     returns = list(session.env.returns)
     assert session.env.clock.frame == 12_000 and len(returns) >= 40
@@ -454,15 +450,13 @@ def test_learns_pendulum_within_12k_frames(
 
 
 def test_session_state_file_holds_log_alpha_and_restores_it(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, start_session
 ) -> None:
     """D34: `_state.pt` carries log α and its optimizer; a fresh session restores them with the nets."""
     monkeypatch.setenv("PY_ENV", "test")
     spec = override_spec(get_spec(*SAC_PENDULUM), "test")
     spec["meta"]["random_seed"] = 0
-    tick(spec, "trial")
-    tick(spec, "session")
-    session = Session(copy.deepcopy(spec), "test")
+    session = start_session(spec, "test")
     session.run()
     algo = session.agent.algorithm
     model_prepath = spec["meta"]["model_prepath"]

@@ -1,26 +1,16 @@
 """SIL and PPOSIL: returns per complete episode (D20), the self-imitation loss, spec errors and state."""
 
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from slm_lab.agent import build_agent
-from slm_lab.env import make_env
 from slm_lab.errors import SpecError
 from slm_lab.spec.loader import get_spec
 
 PPO_SIL = ("slm_lab/spec/benchmark/sil/ppo_sil_cartpole.json", "ppo_sil_cartpole")
 SIL_PER = ("slm_lab/spec/benchmark/sil/sil_cartpole.json", "sil_per_cartpole")
-
-
-def build(spec: dict[str, Any]):
-    torch.manual_seed(0)
-    np.random.seed(0)
-    env = make_env(spec)
-    return env, build_agent(spec, env, "train", torch.device("cpu"))
 
 
 def step(
@@ -31,12 +21,12 @@ def step(
                            truncated=np.array(truncated))  # fmt: skip
 
 
-def test_returns_are_computed_per_complete_episode_with_truncation_bootstrap() -> None:
+def test_returns_are_computed_per_complete_episode_with_truncation_bootstrap(build_env_agent) -> None:
     """D20: copy 0 terminates after 3 steps, copy 1 is truncated after 2; returns cover each whole episode."""
     spec = get_spec(*PPO_SIL)
     spec["env"]["num_envs"] = 2
     gamma = spec["agent"]["algorithm"]["gamma"]
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
     s = lambda k: np.full((2, 4), k, dtype=np.float32)  # noqa: E731
     a = np.array([0, 1])
@@ -54,29 +44,26 @@ def test_returns_are_computed_per_complete_episode_with_truncation_bootstrap() -
 
 
 @pytest.mark.parametrize("spec_id", [PPO_SIL, SIL_PER])
-def test_sil_trains_after_its_start_step_and_saves_state(spec_id: tuple[str, str]) -> None:
+def test_sil_trains_after_its_start_step_and_saves_state(
+    spec_id: tuple[str, str], build_env_agent, rollout
+) -> None:
     spec = get_spec(*spec_id)
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
-    state = env.reset(seed=0)
-    for _ in range(600):
-        action = agent.act(state)
-        st = env.step(action)
-        agent.update(state, action, st)
-        state = st.obs
+    rollout(env, agent, 600)
     assert algo.sil.replay.seen > algo.sil.training_start_step
     assert np.isfinite(algo.sil.train())
     saved = algo.state_dict()
-    env2, agent2 = build(spec)
+    env2, agent2 = build_env_agent(spec, seed_numpy=True)
     agent2.algorithm.load_state_dict(saved)
     assert agent2.algorithm.sil.replay.size == algo.sil.replay.size
     env.close()
     env2.close()
 
 
-def test_sil_loss_ignores_transitions_that_did_worse_than_expected() -> None:
+def test_sil_loss_ignores_transitions_that_did_worse_than_expected(build_env_agent) -> None:
     spec = get_spec(*PPO_SIL)
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     algo = agent.algorithm
     replay = algo.sil.replay
     states = np.random.rand(200, 4).astype(np.float32)
@@ -89,20 +76,22 @@ def test_sil_loss_ignores_transitions_that_did_worse_than_expected() -> None:
     env.close()
 
 
-def test_missing_sil_replay_keys_are_spec_errors() -> None:
+def test_missing_sil_replay_keys_are_spec_errors(build_env_agent) -> None:
     spec = get_spec(*PPO_SIL)
     del spec["agent"]["memory"]["sil_replay_name"]
     with pytest.raises(SpecError, match=r"agent\.memory\.sil_replay_name: required by PPOSIL"):
-        build(spec)
+        build_env_agent(spec, seed_numpy=True)
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "batch_size"), (0, 0), (50, 50)])
-def test_an_absent_training_start_step_is_one_batch_and_an_explicit_0_is_kept(given, expected) -> None:
+def test_an_absent_training_start_step_is_one_batch_and_an_explicit_0_is_kept(
+    given, expected, build_env_agent
+) -> None:
     spec = get_spec(*PPO_SIL)
     spec["agent"]["algorithm"].pop("training_start_step", None)
     if given is not None:
         spec["agent"]["algorithm"]["training_start_step"] = given
-    env, agent = build(spec)
+    env, agent = build_env_agent(spec, seed_numpy=True)
     batch_size = spec["agent"]["memory"].get("sil_batch_size") or agent.algorithm.sil.replay.batch_size
     want = batch_size if expected == "batch_size" else expected
     assert agent.algorithm.sil.training_start_step == want

@@ -28,22 +28,7 @@ ARC = {
 }
 
 
-def _run(spec: dict[str, Any], vector_steps: int) -> tuple[Any, Any]:
-    validate_spec(spec)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    env = make_env(spec)
-    agent = build_agent(spec, env, "train", torch.device("cpu"))
-    state = env.reset(seed=0)
-    for _ in range(vector_steps):
-        action = agent.act(state)
-        step = env.step(action)
-        agent.update(state, action, step)
-        state = step.obs
-    return env, agent
-
-
-def test_ppo_with_separate_torcharc_nets_trains() -> None:
+def test_ppo_with_separate_torcharc_nets_trains(build_env_agent, rollout) -> None:
     spec = get_spec(str(FIXTURES / "ppo_cartpole_tiny.json"), "ppo_cartpole_tiny", ["max_frame=1000"])
     spec["meta"]["random_seed"] = 3
     spec["agent"]["net"] = {
@@ -54,7 +39,8 @@ def test_ppo_with_separate_torcharc_nets_trains() -> None:
         "init_fn": "orthogonal_",
         "optim_spec": {"name": "Adam", "lr": 1e-3},
     }
-    env, agent = _run(spec, 64)  # one rollout (time_horizon 64 × 2 envs) -> 2 epochs × 2 minibatches × 2 nets
+    env, agent = build_env_agent(spec, validate=True, seed_numpy=True)
+    rollout(env, agent, 64)  # one rollout (time_horizon 64 × 2 envs) -> 2 epochs × 2 minibatches × 2 nets
     algo = agent.algorithm
     assert isinstance(algo.net, TorchArcNet) and isinstance(algo.critic_net, TorchArcNet)
     assert env.clock.opt_step == 8 and np.isfinite(agent.loss)
@@ -77,18 +63,13 @@ def recurrent_dqn_spec(seq_len: int) -> dict[str, Any]:
     return spec
 
 
-def test_dqn_with_recurrent_net_trains_on_observation_histories() -> None:
+def test_dqn_with_recurrent_net_trains_on_observation_histories(build_env_agent, rollout) -> None:
     """D16: with a RecurrentNet the env stacks each copy's last seq_len observations; the net and the replay
     memory see (seq_len, 4) histories, not a repeated observation."""
     seen: list[tuple[int, ...]] = []
-    env, agent = _run(recurrent_dqn_spec(3), 0)
+    env, agent = build_env_agent(recurrent_dqn_spec(3), validate=True, seed_numpy=True)
     agent.algorithm.net.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape)))
-    state = env.reset(seed=0)
-    for _ in range(40):
-        action = agent.act(state)
-        step = env.step(action)
-        agent.update(state, action, step)
-        state = step.obs
+    rollout(env, agent, 40)
     assert isinstance(agent.algorithm.net, RecurrentNet) and not agent.algorithm.flat_input
     assert env.state_dim == (3, 4) and agent.memory.storage.states.shape[1:] == (3, 4)
     assert (2, 3, 4) in seen and any(shape[1:] == (3, 4) and shape[0] > 2 for shape in seen)
