@@ -29,34 +29,48 @@ def two_panels(legend: bool = True) -> Chart:
 
 def test_two_panels_give_two_subplots_with_palette_colours():
     fig = plotly_graph.chart_to_figure(two_panels(), PALETTE)
-    layout = fig.layout
-    assert layout.xaxis2 is not None and "xaxis3" not in fig.to_dict()["layout"]
-    assert [t.xaxis for t in fig.data] == ["x", "x", "x2", "x2", "x2"]  # 2 lines | 1 line + a band's 2 traces
-    assert [t.name for t in fig.data] == ["a", "b", "a", "c", "c"]
+    layout, data = fig["layout"], fig["data"]
+    assert "xaxis2" in layout and "xaxis3" not in layout
+    assert [t["xaxis"] for t in data] == ["x", "x", "x2", "x2", "x2"]  # 2 lines | 1 line + a band's 2 traces
+    assert [t["yaxis"] for t in data] == ["y", "y", "y2", "y2", "y2"]
+    assert [t["name"] for t in data] == ["a", "b", "a", "c", "c"]
+    # side by side, as plotly's subplots: the left axis ends where the gap before the right one starts
+    assert layout["xaxis"]["domain"] == [0.0, 0.45] and layout["xaxis2"]["domain"] == [0.55, 1.0]
+    assert layout["yaxis"]["domain"] == layout["yaxis2"]["domain"] == [0.0, 1.0]
+    assert (layout["xaxis2"]["anchor"], layout["yaxis2"]["anchor"]) == ("y2", "x2")
     # colours by place in the panel: the band is the right panel's second series
-    assert [fig.data[i].line.color for i in range(3)] == [PALETTE[0], PALETTE[1], PALETTE[0]]
-    assert fig.data[4].fillcolor == "rgba(34,34,34,0.15)"
-    assert (layout.xaxis.title.text, layout.yaxis2.title.text) == ("x0", "y1")
-    assert layout.title.text == "grid" and [a.text for a in layout.annotations] == ["left"]
+    assert [data[i]["line"]["color"] for i in range(3)] == [PALETTE[0], PALETTE[1], PALETTE[0]]
+    assert data[4]["fillcolor"] == "rgba(34,34,34,0.15)"
+    assert (layout["xaxis"]["title"]["text"], layout["yaxis2"]["title"]["text"]) == ("x0", "y1")
+    assert layout["title"]["text"] == "grid" and [a["text"] for a in layout["annotations"]] == ["left"]
+    assert layout["annotations"][0]["x"] == pytest.approx(0.225)  # centred over the left panel
     # one legend entry per label, toggling its series in every panel
-    assert [t.showlegend for t in fig.data] == [True, True, False, False, True]
-    assert [t.legendgroup for t in fig.data] == ["a", "b", "a", "c", "c"]
-    assert layout.hovermode == "x unified"
+    assert [t["showlegend"] for t in data] == [True, True, False, False, True]
+    assert [t["legendgroup"] for t in data] == ["a", "b", "a", "c", "c"]
+    assert layout["hovermode"] == "x unified"
+
+
+def test_a_grid_of_four_is_two_rows_top_down():
+    panels = [Panel([Line(str(i), [0, 1], [0, 1])], x_title="x", y_title="y") for i in range(4)]
+    layout = plotly_graph.chart_to_figure(Chart("g", panels, ncols=2), PALETTE)["layout"]
+    assert layout["yaxis"]["domain"] == layout["yaxis2"]["domain"] == [0.575, 1.0]
+    assert layout["yaxis3"]["domain"] == layout["yaxis4"]["domain"] == [0.0, 0.425]
+    assert layout["height"] == 2 * plotly_graph.PANEL_HEIGHT + 120
 
 
 def test_legend_off_hides_every_entry():
     fig = plotly_graph.chart_to_figure(two_panels(legend=False), PALETTE)
-    assert fig.layout.showlegend is False and not any(t.showlegend for t in fig.data)
+    assert fig["layout"]["showlegend"] is False and not any(t["showlegend"] for t in fig["data"])
 
 
 def test_band_is_a_filled_pair_low_then_high():
     band = Band("m ± std", [0, 1, 2], [0, 1, np.nan], [2, 3, 4], color="#ff0000")
-    low, high = plotly_graph.chart_to_figure(Chart.single("t", "x", "y", [band]), PALETTE).data
-    np.testing.assert_array_equal(low.y, [0, 1, np.nan])
-    np.testing.assert_array_equal(high.y, [2, 3, 4])
-    assert low.fill is None and high.fill == "tonexty"  # high fills down to the trace before it
-    assert high.fillcolor == "rgba(255,0,0,0.15)" and low.line.width == 0 == high.line.width
-    assert low.showlegend is False and high.showlegend is True
+    low, high = plotly_graph.chart_to_figure(Chart.single("t", "x", "y", [band]), PALETTE)["data"]
+    np.testing.assert_array_equal(low["y"], [0, 1, np.nan])
+    np.testing.assert_array_equal(high["y"], [2, 3, 4])
+    assert "fill" not in low and high["fill"] == "tonexty"  # high fills down to the trace before it
+    assert high["fillcolor"] == "rgba(255,0,0,0.15)" and low["line"]["width"] == 0 == high["line"]["width"]
+    assert low["showlegend"] is False and high["showlegend"] is True
 
 
 def test_points_intervals_ticks_range_and_colour_scale():
@@ -72,17 +86,26 @@ def test_points_intervals_ticks_range_and_colour_scale():
         color_scale=ColorScale("strength", "YlGnBu", 1.0, 9.0, ("#ffffd9", "#081d58")),
     )
     fig = plotly_graph.chart_to_figure(chart, PALETTE)
-    pts, ivl, scale = fig.data
-    assert list(pts.marker.color) == ["#000000", "#ffffff"] and list(pts.text) == ["t0", "t1"]
-    assert list(fig.layout.xaxis.ticktext) == ["1e-3", "1e-4"] and list(fig.layout.xaxis.range) == [-0.5, 1.5]
-    assert list(ivl.y) == ["a > b", "a > c"] and list(ivl.text) == ["0.3 [0.1, 0.6]", "0.7 [0.5, 0.9]"]
-    np.testing.assert_allclose(ivl.x, [0.3, 0.7])
-    np.testing.assert_allclose(ivl.error_x.arrayminus, [0.2, 0.2])
-    np.testing.assert_allclose(ivl.error_x.array, [0.3, 0.2])
-    assert fig.layout.yaxis2.autorange == "reversed" and list(fig.layout.xaxis2.range) == [0.0, 1.0]
-    assert scale.marker.showscale and (scale.marker.cmin, scale.marker.cmax) == (1.0, 9.0)
-    assert scale.marker.colorbar.title.text == "strength" and scale.showlegend is False
-    assert fig.layout.hovermode == "closest"
+    layout = fig["layout"]
+    pts, ivl, scale = fig["data"]
+    assert pts["marker"]["color"] == ["#000000", "#ffffff"] and pts["text"] == ["t0", "t1"]
+    assert layout["xaxis"]["ticktext"] == ["1e-3", "1e-4"] and layout["xaxis"]["range"] == [-0.5, 1.5]
+    assert ivl["y"] == ["a > b", "a > c"] and ivl["text"] == ["0.3 [0.1, 0.6]", "0.7 [0.5, 0.9]"]
+    np.testing.assert_allclose(ivl["x"], [0.3, 0.7])
+    np.testing.assert_allclose(ivl["error_x"]["arrayminus"], [0.2, 0.2])
+    np.testing.assert_allclose(ivl["error_x"]["array"], [0.3, 0.2])
+    assert layout["yaxis2"]["autorange"] == "reversed" and layout["xaxis2"]["range"] == [0.0, 1.0]
+    assert scale["marker"]["showscale"] and (scale["marker"]["cmin"], scale["marker"]["cmax"]) == (1.0, 9.0)
+    assert scale["marker"]["colorbar"]["title"]["text"] == "strength" and scale["showlegend"] is False
+    assert layout["hovermode"] == "closest"
+
+
+def test_the_page_holds_the_figure_as_json_with_gaps_as_null(check_graph, tmp_path):
+    band = Band("m", [0, 1, 2], [0, np.nan, 1], [np.inf, 3, 4])
+    plotly_graph.write_html(Chart.single("t", "x", "y", [band]), tmp_path / "p.html", PALETTE)
+    figure = check_graph(tmp_path / "p.html")
+    assert figure["data"][0]["y"] == [0, None, 1] and figure["data"][1]["y"] == [None, 3, 4]
+    assert figure["layout"]["title"]["text"] == "t"
 
 
 def test_page_loads_plotly_js_from_its_folder_and_is_deterministic():
@@ -98,19 +121,17 @@ def test_page_loads_plotly_js_from_its_folder_and_is_deterministic():
 
 
 def test_two_graphs_in_one_folder_write_the_script_once(tmp_path, monkeypatch):
-    written = []
-
-    def counting_write(path, write, binary=False):
-        written.append(path.name)
-        io_util.atomic_write(path, write, binary)
-
-    monkeypatch.setattr(plotly_graph, "atomic_write", counting_write)
+    copies = []
+    copy = plotly_graph.shutil.copyfile
+    monkeypatch.setattr(
+        plotly_graph.shutil, "copyfile", lambda src, dst: copies.append(dst) or copy(src, dst)
+    )
     chart = Chart.single("t", "x", "y", [Line("a", [1, 2], [3, 4])])
     plotly_graph.write_html(chart, tmp_path / "g" / "one.html", PALETTE)
     bundle = tmp_path / "g" / plotly_graph.PLOTLY_JS
     first = bundle.stat()
     plotly_graph.write_html(chart, tmp_path / "g" / "two.html", PALETTE)
-    assert written == [plotly_graph.PLOTLY_JS, "one.html", "two.html"]
+    assert len(copies) == 1
     assert (bundle.stat().st_ino, bundle.stat().st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
     from plotly.offline import get_plotlyjs
 

@@ -125,7 +125,7 @@ def test_continuous_ppo_on_pendulum(log_std_init: float | None, build_env_agent,
     assert action.shape == (2, 1) and action.dtype == np.float32
     rollout(env, agent, 64)
     assert env.clock.opt_step == 8 and np.isfinite(agent.loss)
-    assert np.isfinite(agent.algorithm.train_stats["entropy"])
+    assert math.isfinite(agent.algorithm.df_extras()["entropy"])
     env.close()
 
 
