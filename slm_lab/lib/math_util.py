@@ -279,17 +279,14 @@ class TargetUpdate:
     frequency is taken as it is, as the reference does: 2.5e3 copies every 2,500 frames, and a fraction of a frame
     on every step."""
 
-    update_type: str = "replace"
-    update_frequency: float = 1
-    polyak_coef: float = 0.0
+    update_type: str
+    update_frequency: float
+    polyak_coef: float
 
     @classmethod
-    def from_spec(cls, net_spec: dict[str, Any]) -> "TargetUpdate":
-        return cls(
-            net_spec.get("update_type", "replace"),
-            net_spec.get("update_frequency") or 1,
-            float(net_spec.get("polyak_coef") or 0.0),
-        )
+    def from_spec(cls, net_cfg: Any) -> "TargetUpdate":
+        """From a typed net spec (its defaults, ``replace`` every frame, are the schema's)."""
+        return cls(net_cfg.update_type, net_cfg.update_frequency, float(net_cfg.polyak_coef))
 
     def __call__(self, pairs: Sequence[tuple[nn.Module, nn.Module]], frame: int, num_envs: int) -> None:
         """Update each (target, net) pair at the current ``frame``."""

@@ -628,13 +628,14 @@ def test_a_fractional_update_frequency_replaces_the_target_every_step():
     import torch
 
     from slm_lab.lib.math_util import TargetUpdate
+    from slm_lab.spec.schema import NetSpec
 
-    update = TargetUpdate.from_spec({"update_type": "replace", "update_frequency": 0.5})
+    update = TargetUpdate.from_spec(NetSpec(type="MLPNet", update_type="replace", update_frequency=0.5))
     for frame in (4, 7, 1001):
         target, net = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
         update([(target, net)], frame, num_envs=4)
         assert torch.equal(target.weight, net.weight)
-    every_2500 = TargetUpdate.from_spec({"update_type": "replace", "update_frequency": 2.5e3})
+    every_2500 = TargetUpdate.from_spec(NetSpec(type="MLPNet", update_type="replace", update_frequency=2.5e3))
     target, net = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     every_2500([(target, net)], 2504, num_envs=4)
     assert not torch.equal(target.weight, net.weight)

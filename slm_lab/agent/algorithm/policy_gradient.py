@@ -18,11 +18,19 @@ from slm_lab.agent.algorithm.base import Algorithm
 from slm_lab.agent.algorithm.policy import ACTION_POLICIES
 from slm_lab.agent.algorithm.self_imitation import SelfImitation
 from slm_lab.agent.net import NETS, OptimPair
-from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, init_output_layer, net_in_dim
+from slm_lab.agent.net.base import net_config
+from slm_lab.agent.net.builder import (
+    build_loss,
+    build_optimizer,
+    component_kwargs,
+    grad_clip,
+    init_output_layer,
+    net_in_dim,
+)
 from slm_lab.lib.distribution import entropy_sum, get_action_type, log_prob_sum, make_pd, resolve_pdtype
 from slm_lab.lib.math_util import PercentileNormalizer, ReturnNormalizer, standardize
 from slm_lab.lib.schedule import VarScheduler, build_lr_scheduler
-from slm_lab.spec.schema import route_net_spec
+from slm_lab.spec.schema import NetSpec, route_net_spec
 from slm_lab.spec.schema_algorithm import AlgorithmSpec
 
 __all__ = ["PolicyGradient", "policy_out_dim"]
@@ -124,8 +132,11 @@ class PolicyGradient(Algorithm):
             critic_spec["optim_spec"] = actor_spec.get("optim_spec")
             critic_spec["lr_scheduler_spec"] = actor_spec.get("lr_scheduler_spec")
         NetClass = NETS.get(net_spec["type"], "agent.net.type")
+        # the typed actor and critic specs (their schema models): every net, optimizer and loss is built from them
+        actor_spec = net_config(actor_spec, net_spec["type"])
+        critic_spec = net_config(critic_spec, net_spec["type"])
         in_dim = net_in_dim(NetClass, env.state_dim)
-        out = policy_out_dim(self.action_type, env.action_dim, net_spec.get("log_std_init"))
+        out = policy_out_dim(self.action_type, env.action_dim, actor_spec.log_std_init)
         self.n_policy_out = len(out) if isinstance(out, list) else 1
         if not self.has_critic:
             self.net = NetClass(actor_spec, in_dim, out).to(self.device)
@@ -146,25 +157,28 @@ class PolicyGradient(Algorithm):
             self._add_optim("net", self.net, actor_spec)
             self._add_optim("critic_net", self.critic_net, critic_spec)
         # D3: actor_init_std / critic_init_std re-initialise the output layers, shared or separate
-        if net_spec.get("actor_init_std") is not None:
+        if actor_spec.actor_init_std is not None:
             for tail in policy_tails:
-                init_output_layer(tail, float(net_spec["actor_init_std"]))
-        if net_spec.get("critic_init_std") is not None:
+                init_output_layer(tail, float(actor_spec.actor_init_std))
+        if actor_spec.critic_init_std is not None:
             for tail in value_tails:
-                init_output_layer(tail, float(net_spec["critic_init_std"]))
-        self.loss_fn = build_loss(critic_spec.get("loss_spec"))
+                init_output_layer(tail, float(actor_spec.critic_init_std))
+        self.loss_fn = build_loss(critic_spec.loss_spec)
         self.pairs = [
             OptimPair(self.nets[name], optim, self._clip[name]) for name, optim in self.optims.items()
         ]
 
-    def _add_optim(self, name: str, net: nn.Module, net_spec: dict[str, Any]) -> None:
+    def _add_optim(self, name: str, net: nn.Module, net_cfg: NetSpec) -> None:
         key = "agent.net." + self._optim_key(name)
-        optim = build_optimizer(net_spec.get("optim_spec"), net.parameters(), key)
+        optim = build_optimizer(net_cfg.optim_spec, net.parameters(), key)
         self.optims[name] = optim
+        scheduler_spec = net_cfg.lr_scheduler_spec
         self.lr_schedulers[name] = build_lr_scheduler(
-            optim, net_spec.get("lr_scheduler_spec"), self.frames_per_train()
+            optim,
+            None if scheduler_spec is None else component_kwargs(scheduler_spec),
+            self.frames_per_train(),
         )
-        self._clip[name] = grad_clip(net_spec)
+        self._clip[name] = grad_clip(net_cfg)
 
     def _optim_key(self, name: str) -> str:
         """The spec key the optimizer of net ``name`` came from, for error messages: ``optim_spec`` or its routed

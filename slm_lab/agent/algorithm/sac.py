@@ -21,7 +21,8 @@ from slm_lab.agent.algorithm.base import ALGORITHMS, Algorithm
 from slm_lab.agent.algorithm.policy_gradient import policy_out_dim
 from slm_lab.agent.memory.base import ReplayBatch
 from slm_lab.agent.net import NETS, OptimPair, train_step
-from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, net_in_dim
+from slm_lab.agent.net.base import net_config
+from slm_lab.agent.net.builder import build_loss, build_optimizer, component_kwargs, grad_clip, net_in_dim
 from slm_lab.agent.net.layers import apply_spectral_norm
 from slm_lab.errors import SpecError
 from slm_lab.lib.distribution import get_action_type, squashed_normal_sample
@@ -113,19 +114,22 @@ class SoftActorCritic(Algorithm):
 
         # nets: the actor, twin critics and (SAC) their targets, all on one device (D30)
         NetClass = NETS.get(net_spec["type"], "agent.net.type")
+        net_cfg = net_config(net_spec, net_spec["type"])  # the typed actor spec, defaults from the schema
         self.net = NetClass(
-            net_spec, net_in_dim(NetClass, env.state_dim), policy_out_dim(action_type, self.action_dim, None)
+            net_cfg, net_in_dim(NetClass, env.state_dim), policy_out_dim(action_type, self.action_dim, None)
         ).to(device)
         self.flat_input = bool(getattr(self.net, "flat_input", True))
         critic_spec, critic_key = self.critic_net_spec(spec)
         CriticClass = NETS.get(critic_spec["type"], f"{critic_key}.type")
+        critic_type = critic_spec["type"]
+        critic_spec = net_config(critic_spec, critic_type, critic_key)
         critic_in: int | tuple[int, ...] = net_in_dim(CriticClass, env.state_dim)
         critic_out = self.action_dim
         if not self.discrete:  # continuous critics read [s ‖ a], a flat vector
             if not isinstance(critic_in, int) and len(critic_in) > 1:
                 raise SpecError(
                     f"{critic_key}.type: continuous {name} critics take [state ‖ action] as one flat vector; "
-                    f"{critic_spec['type']} needs {tuple(critic_in)}-shaped observations, use an MLP critic"
+                    f"{critic_type} needs {tuple(critic_in)}-shaped observations, use an MLP critic"
                 )
             critic_in, critic_out = int(np.prod(critic_in)) + self.action_dim, 1
         self.q1_net = CriticClass(critic_spec, critic_in, critic_out).to(device)
@@ -143,35 +147,35 @@ class SoftActorCritic(Algorithm):
             self.target_q1_net = copy.deepcopy(self.q1_net).requires_grad_(False)
             self.target_q2_net = copy.deepcopy(self.q2_net).requires_grad_(False)
             self.nets.update(target_q1_net=self.target_q1_net, target_q2_net=self.target_q2_net)
-        self.target_update = TargetUpdate.from_spec(net_spec)
+        self.target_update = TargetUpdate.from_spec(net_cfg)
 
         # optimizers and LR schedulers
         frames_per_train = max(1, int(cfg.training_frequency) * self.num_envs)
         for net_name, net, net_key, ns in (
-            ("net", self.net, "agent.net", net_spec),
+            ("net", self.net, "agent.net", net_cfg),
             ("q1_net", self.q1_net, critic_key, critic_spec),
             ("q2_net", self.q2_net, critic_key, critic_spec),
         ):
-            self.optims[net_name] = build_optimizer(
-                ns.get("optim_spec"), net.parameters(), f"{net_key}.optim_spec"
-            )
+            self.optims[net_name] = build_optimizer(ns.optim_spec, net.parameters(), f"{net_key}.optim_spec")
+            scheduler_spec = ns.lr_scheduler_spec
             self.lr_schedulers[net_name] = build_lr_scheduler(
-                self.optims[net_name], ns.get("lr_scheduler_spec"), frames_per_train
+                self.optims[net_name],
+                None if scheduler_spec is None else component_kwargs(scheduler_spec),
+                frames_per_train,
             )
-        self.actor_pairs = [OptimPair(self.net, self.optims["net"], grad_clip(net_spec))]
+        self.actor_pairs = [OptimPair(self.net, self.optims["net"], grad_clip(net_cfg))]
         self.critic_pairs = [
             OptimPair(self.q1_net, self.optims["q1_net"], grad_clip(critic_spec)),
             OptimPair(self.q2_net, self.optims["q2_net"], grad_clip(critic_spec)),
         ]
         self.critic_params = [p for pair in self.critic_pairs for p in pair.params]
-        loss_spec = {**(critic_spec.get("loss_spec") or {"name": "MSELoss"}), "reduction": "none"}
-        self.loss_fn = build_loss(loss_spec)
+        self.loss_fn = build_loss({**component_kwargs(critic_spec.loss_spec), "reduction": "none"})
 
         # entropy temperature α
         self.log_alpha = torch.zeros(1, device=device, requires_grad=cfg.fixed_alpha is None)
         self.alpha_optim: torch.optim.Optimizer | None = None
         if cfg.fixed_alpha is None:
-            alpha_optim_spec = dict(net_spec.get("optim_spec") or {"name": "Adam"})
+            alpha_optim_spec = component_kwargs(net_cfg.optim_spec)
             if cfg.alpha_lr is not None:
                 alpha_optim_spec["lr"] = float(cfg.alpha_lr)
             self.alpha_optim = build_optimizer(alpha_optim_spec, [self.log_alpha], "agent.net.optim_spec")

@@ -13,7 +13,8 @@ from torch import nn
 from slm_lab.agent.algorithm.base import Algorithm
 from slm_lab.agent.algorithm.policy import ACTION_POLICIES
 from slm_lab.agent.net import NETS, OptimPair
-from slm_lab.agent.net.builder import build_loss, build_optimizer, grad_clip, net_in_dim
+from slm_lab.agent.net.base import net_config
+from slm_lab.agent.net.builder import build_loss, build_optimizer, component_kwargs, grad_clip, net_in_dim
 from slm_lab.errors import SpecError
 from slm_lab.lib.distribution import get_action_type, resolve_pdtype
 from slm_lab.lib.math_util import TargetUpdate, weighted_mean
@@ -64,23 +65,26 @@ class ValueBased(Algorithm):
             scheduler.update(self.clock.frame)
             self.var_schedulers["explore_var"] = scheduler
         NetClass = NETS.get(net_spec["type"], "agent.net.type")
-        self.net = NetClass(net_spec, net_in_dim(NetClass, env.state_dim), int(env.action_dim)).to(device)
+        net_cfg = net_config(net_spec, net_spec["type"])  # the typed net spec, defaults from the schema
+        self.net = NetClass(net_cfg, net_in_dim(NetClass, env.state_dim), int(env.action_dim)).to(device)
         self.flat_input = bool(getattr(self.net, "flat_input", True))
         self.nets = {"net": self.net}
-        self.optims["net"] = build_optimizer(net_spec.get("optim_spec"), self.net.parameters())
+        self.optims["net"] = build_optimizer(net_cfg.optim_spec, self.net.parameters())
+        scheduler_spec = net_cfg.lr_scheduler_spec
         self.lr_schedulers["net"] = build_lr_scheduler(
-            self.optims["net"], net_spec.get("lr_scheduler_spec"), self.frames_per_train()
+            self.optims["net"],
+            None if scheduler_spec is None else component_kwargs(scheduler_spec),
+            self.frames_per_train(),
         )
-        self.pairs = [OptimPair(self.net, self.optims["net"], grad_clip(net_spec))]
-        loss_spec = {**(net_spec.get("loss_spec") or {"name": "MSELoss"}), "reduction": "none"}
-        self.loss_fn = build_loss(loss_spec)
+        self.pairs = [OptimPair(self.net, self.optims["net"], grad_clip(net_cfg))]
+        self.loss_fn = build_loss({**component_kwargs(net_cfg.loss_spec), "reduction": "none"})
         self.target_net: nn.Module | None = None
         if self.uses_target_net:
             self.target_net = copy.deepcopy(self.net).requires_grad_(False)
             self.nets["target_net"] = self.target_net
         if self.eval_mode is False and "training_iter" in type(self.cfg).model_fields:
             logger.info(f"{algo['name']}: {self.grad_steps_per_frame():.3g} gradient steps per frame")
-        self.target_update = TargetUpdate.from_spec(net_spec)
+        self.target_update = TargetUpdate.from_spec(net_cfg)
 
     def grad_steps_per_frame(self) -> float:
         """The update-to-data ratio (D15): replay trains at most once per vector step, once at least

@@ -5,6 +5,7 @@ underscores (``relu``, ``leaky_relu``, ``MSELoss``, ``smoothl1loss``); optimizer
 ``init_fn`` is a ``torch.nn.init`` function name such as ``orthogonal_``.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ from torch import nn
 
 from slm_lab.agent.net.layers import BatchRenorm1d
 from slm_lab.errors import SpecError
+from slm_lab.spec.schema import NetSpec
+from slm_lab.spec.schema_base import ComponentSpec
 
 __all__ = [
     "batch_renorm_kwargs",
@@ -101,10 +104,9 @@ def build_mlp_from_spec(cfg: Any, in_dim: int) -> nn.Sequential:
     )
 
 
-def grad_clip(net_spec: dict[str, Any]) -> float | None:
+def grad_clip(cfg: NetSpec) -> float | None:
     """The net spec's ``clip_grad_val`` as a float (the max global gradient norm), or None for no clipping."""
-    clip = net_spec.get("clip_grad_val")
-    return None if clip is None else float(clip)
+    return None if cfg.clip_grad_val is None else float(cfg.clip_grad_val)
 
 
 def net_in_dim(net_cls: type[nn.Module], state_dim: int | tuple[int, ...]) -> int | tuple[int, ...]:
@@ -178,9 +180,15 @@ def init_output_layer(layer: nn.Linear, std: float) -> None:
     nn.init.zeros_(layer.bias)
 
 
-def build_loss(loss_spec: dict[str, Any] | None) -> nn.Module:
-    """Any torch.nn loss by name (case-insensitive), with kwargs; the default is MSELoss."""
-    spec = dict(loss_spec or {"name": "MSELoss"})
+def component_kwargs(spec: Mapping[str, Any] | ComponentSpec) -> dict[str, Any]:
+    """A ``{name, **kwargs}`` component spec (``loss_spec``, ``optim_spec``, ...) as a plain dict."""
+    return spec.model_dump() if isinstance(spec, ComponentSpec) else dict(spec)
+
+
+def build_loss(loss_spec: Mapping[str, Any] | ComponentSpec) -> nn.Module:
+    """Any torch.nn loss by name (case-insensitive), with kwargs (the net spec's ``loss_spec``, whose default,
+    MSELoss, is the schema's)."""
+    spec = component_kwargs(loss_spec)
     name = spec.pop("name")
     losses = {
         n.lower(): getattr(nn, n) for n in dir(nn) if n.endswith("Loss") and isinstance(getattr(nn, n), type)
@@ -200,10 +208,11 @@ _FUSED_OPTIMS = ("Adam", "AdamW", "SGD", "Adagrad")
 
 
 def build_optimizer(
-    optim_spec: dict[str, Any] | None, params: Any, key: str = "agent.net.optim_spec"
+    optim_spec: Mapping[str, Any] | ComponentSpec, params: Any, key: str = "agent.net.optim_spec"
 ) -> torch.optim.Optimizer:
-    """Any torch.optim optimizer by class name with kwargs (``lr``, ``eps``, ``betas``, ...)."""
-    spec = dict(optim_spec or {"name": "Adam"})
+    """Any torch.optim optimizer by class name with kwargs (``lr``, ``eps``, ``betas``, ...); the net spec's
+    ``optim_spec`` defaults to Adam in the schema."""
+    spec = component_kwargs(optim_spec)
     name = spec.pop("name")
     optims = {
         n: getattr(torch.optim, n)
